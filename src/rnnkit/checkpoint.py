@@ -1,0 +1,217 @@
+"""Run directories: self-describing, safe to load, written atomically.
+
+    run.json           what the run is: task, model/data/train configs, vocabulary, data fingerprint
+    model.safetensors  the latest weights            (safetensors: loading never executes code)
+    best.safetensors   the best-validation weights
+    state.pt           everything to resume exactly: weights, optimizer, scheduler, step, RNG states,
+                       data position, carried hidden state; plain tensors and numbers, read back with
+                       ``torch.load(weights_only=True)`` so a planted pickle payload is refused
+    metrics.jsonl      one JSON record per evaluation
+
+Every file is written to a temporary name, fsynced and renamed over the old one, so a crash at any
+instant leaves the previous version whole. ``state.pt`` carries its own copy of the weights, so a resume
+never pairs weights and optimizer state from different steps.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+FORMAT = "rnnkit.run"
+FORMAT_VERSION = 1
+RUN_FILE, WEIGHTS, BEST, STATE, METRICS = "run.json", "model.safetensors", "best.safetensors", "state.pt", "metrics.jsonl"
+OWN_FILES = (RUN_FILE, WEIGHTS, BEST, STATE, METRICS)
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+class CheckpointError(ValueError):
+    """A run directory or one of its files is missing, foreign or damaged; the message names the file."""
+
+
+# ----------------------------------------------------------------------------- atomic writes
+
+def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
+    """Call ``write(tmp_path)``, fsync the file, rename it to ``path`` and fsync the directory."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    os.chmod(tmp, 0o666 & ~_UMASK)                     # mkstemp makes 0600; give the usual permissions
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory fds
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    def write(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+    atomic_write(path, write)
+
+
+def write_json(path: str | Path, data: Any) -> None:
+    write_text_atomic(path, json.dumps(data, indent=2, ensure_ascii=False, allow_nan=True) + "\n")
+
+
+def read_json(path: str | Path) -> Any:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: missing") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path}: damaged JSON ({e}); restore it or start a new run") from None
+
+
+# ----------------------------------------------------------------------------- weights and state
+
+def save_weights(path: str | Path, state_dict: dict[str, torch.Tensor], metadata: dict[str, Any]) -> None:
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
+    meta = {k: json.dumps(v) for k, v in metadata.items()}
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
+
+
+def load_weights(path: str | Path, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    if not os.path.exists(path):
+        raise CheckpointError(f"{path}: missing")
+    try:
+        return load_file(str(path), device=str(device))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"{path}: damaged or not a safetensors file ({_short(e)})") from None
+
+
+def save_state(path: str | Path, state: dict[str, Any]) -> None:
+    atomic_write(path, lambda tmp: torch.save(state, tmp))
+
+
+def load_state(path: str | Path) -> dict[str, Any]:
+    """Training state, read with ``weights_only=True``: tensors and plain containers only, never code."""
+    if not os.path.exists(path):
+        raise CheckpointError(f"{path}: missing; this run has no resumable state")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any failure to unpickle safely is one message
+        if "weights_only" in str(e) or "Unsupported global" in str(e):
+            raise CheckpointError(f"{path}: refused, it holds objects other than tensors and plain data "
+                                  f"(possibly malicious); it was not executed") from None
+        raise CheckpointError(f"{path}: damaged or truncated ({_short(e)})") from None
+
+
+def _short(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return (text[0] if text else e.__class__.__name__)[:200]
+
+
+# ----------------------------------------------------------------------------- run directory
+
+def is_run(directory: str | Path) -> bool:
+    return (Path(directory) / RUN_FILE).exists()
+
+
+def prepare_run_dir(directory: str | Path, *, overwrite: bool) -> Path:
+    """Create ``directory`` for a new run; refuse one that holds another run unless ``overwrite``."""
+    d = Path(directory)
+    if d.exists() and not d.is_dir():
+        raise CheckpointError(f"{d} exists and is not a directory: choose another --out")
+    if d.exists():
+        ours = [name for name in OWN_FILES if (d / name).exists()]
+        if ours and not overwrite:
+            raise CheckpointError(f"{d} already holds a run ({', '.join(ours)}): resume it with "
+                                  f"--resume {d}, choose another --out, or pass --overwrite to replace it")
+        for name in ours:
+            (d / name).unlink()
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def read_run(directory: str | Path) -> dict[str, Any]:
+    d = Path(directory)
+    if not d.exists():
+        raise CheckpointError(f"{d}: no such run directory")
+    if not d.is_dir():
+        raise CheckpointError(f"{d} is a file, not a run directory (rnnkit runs are directories made by `rnnkit train --out`)")
+    if not (d / RUN_FILE).exists():
+        raise CheckpointError(f"{d} is not an rnnkit run: it has no {RUN_FILE}")
+    run = read_json(d / RUN_FILE)
+    if not isinstance(run, dict) or run.get("format") != FORMAT:
+        raise CheckpointError(f"{d / RUN_FILE}: not an rnnkit run file")
+    if run.get("version", 0) > FORMAT_VERSION:
+        raise CheckpointError(f"{d / RUN_FILE}: written by a newer rnnkit (format {run.get('version')}); upgrade rnnkit")
+    return run
+
+
+def write_run(directory: str | Path, run: dict[str, Any]) -> None:
+    write_json(Path(directory) / RUN_FILE, {"format": FORMAT, "version": FORMAT_VERSION, **run})
+
+
+def weights_path(directory: str | Path, which: str = "best") -> Path:
+    """``best`` falls back to the latest weights when no evaluation has produced a best yet."""
+    d = Path(directory)
+    if which not in ("best", "last"):
+        raise CheckpointError(f"weights must be best or last, got {which!r}")
+    if which == "best" and (d / BEST).exists():
+        return d / BEST
+    if (d / WEIGHTS).exists():
+        return d / WEIGHTS
+    raise CheckpointError(f"{d} holds no weights yet ({WEIGHTS} missing): train it first")
+
+
+# ----------------------------------------------------------------------------- metrics log
+
+def append_metrics(directory: str | Path, record: dict[str, Any]) -> None:
+    line = json.dumps({k: _finite_or_none(v) for k, v in record.items()})
+    with open(Path(directory) / METRICS, "a", encoding="utf-8") as f:
+        f.write(line + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def read_metrics(directory: str | Path) -> list[dict[str, Any]]:
+    """Records of metrics.jsonl; a torn last line (a crash mid-write) is ignored."""
+    path = Path(directory) / METRICS
+    if not path.exists():
+        return []
+    records = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records
+
+
+def truncate_metrics(directory: str | Path, step: int) -> None:
+    """Keep only records up to ``step``: a resumed run continues the log with no duplicates or gaps."""
+    kept = [r for r in read_metrics(directory) if r.get("step", 0) <= step]
+    write_text_atomic(Path(directory) / METRICS, "".join(json.dumps(r) + "\n" for r in kept))
+
+
+def _finite_or_none(v: Any) -> Any:
+    return None if isinstance(v, float) and not math.isfinite(v) else v

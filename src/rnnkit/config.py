@@ -1,0 +1,202 @@
+"""Frozen configuration dataclasses: what a run is, as plain data.
+
+Every field has a default and a one-line meaning. The CLI builds these from flags or a TOML file;
+the library takes them directly. They round-trip through JSON (``to_dict``/``from_dict``), which is
+how a run directory records them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from dataclasses import dataclass, fields
+from typing import Any, Optional, TypeVar
+
+CELLS = ("elman", "rnn", "lstm", "gru")
+BACKENDS = ("fused", "scratch")
+BATCHINGS = ("consecutive", "random")
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULES = ("constant", "cosine", "plateau")
+PRECISIONS = ("fp32", "bf16")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message says which and what would fit."""
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    vocab_size: int = 0          # number of symbols; filled in from the training vocabulary
+    cell: str = "lstm"           # elman (sigmoid, Mikolov 2010) | rnn (tanh) | lstm | gru
+    embed_size: int = 64         # input embedding width; 0 feeds one-hot vectors (as seeds 000/001 do)
+    hidden_size: int = 512       # state width of every layer
+    num_layers: int = 2          # stacked recurrent layers
+    dropout: float = 0.0         # dropout between layers and before the output head
+    backend: str = "fused"       # fused: torch.nn.RNN/LSTM/GRU; scratch: rnnkit's own cells (elman is always scratch)
+
+    def __post_init__(self) -> None:
+        _choice("cell", self.cell, CELLS)
+        _choice("backend", self.backend, BACKENDS)
+        _at_least("vocab_size", self.vocab_size, 0)
+        _at_least("embed_size", self.embed_size, 0)
+        _at_least("hidden_size", self.hidden_size, 1)
+        _at_least("num_layers", self.num_layers, 1)
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    path: Optional[str] = None          # text file (.txt, .zip, .gz, .bz2, .xz); None with `corpus`
+    corpus: Optional[str] = None        # bundled corpus name: moliere | shakespeare | alphabet
+    member: Optional[str] = None        # member to read from a zip holding several files
+    encoding: str = "utf-8"             # text encoding of the file
+    errors: str = "strict"              # decoding errors: strict | replace | ignore
+    strip_gutenberg: bool = False       # keep only the text between Project Gutenberg's START/END markers
+    start_marker: Optional[str] = None  # keep text from the first occurrence of this string (inclusive) ...
+    end_marker: Optional[str] = None    # ... up to the next occurrence of this one (exclusive)
+    limit_chars: Optional[int] = None   # keep only the first N characters (seeds 000 and 004)
+    newlines_to_spaces: bool = False    # replace line breaks by spaces (seed 001)
+    val_fraction: float = 0.1           # contiguous tail of the text held out for validation
+    test_path: Optional[str] = None     # optional separate test file, evaluated at the end
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ConfigError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
+        if self.limit_chars is not None:
+            _at_least("limit_chars", self.limit_chars, 2)
+        _choice("errors", self.errors, ("strict", "replace", "ignore"))
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    batching: str = "consecutive"       # consecutive: stateful TBPTT streams; random: fresh-state chunks
+    batch_size: int = 64                # parallel sequences per step
+    seq_len: int = 100                  # characters per sequence (truncated-BPTT length)
+    optimizer: str = "adam"             # sgd | adam | adamw
+    lr: float = 3e-3                    # peak learning rate
+    weight_decay: float = 0.0           # L2 (sgd, adam) or decoupled (adamw) weight decay
+    momentum: float = 0.0               # SGD momentum
+    schedule: str = "cosine"            # constant | cosine (with warm-up, decays to min_lr_ratio) | plateau
+    warmup_steps: int = 50              # linear warm-up steps (cosine)
+    min_lr_ratio: float = 0.05          # final learning rate as a fraction of lr (cosine)
+    clip: float = 1.0                   # global gradient-norm clip; 0 disables
+    steps: Optional[int] = None         # budget in optimizer steps
+    epochs: Optional[float] = None      # budget in passes over the training text
+    time_budget: Optional[float] = None # budget in seconds of training (evaluation time not counted)
+    eval_every: Optional[int] = None    # validate every N steps ...
+    eval_every_s: Optional[float] = 60.0  # ... or every N seconds of training (used when eval_every is None)
+    eval_chars: Optional[int] = None    # cap on validation characters for periodic evaluations (final: all)
+    seed: int = 1234                    # seeds weights, dropout and data order
+    device: str = "auto"                # auto | cpu | cuda
+    precision: str = "fp32"             # fp32 | bf16 (autocast)
+    threads: Optional[int] = None       # CPU threads for torch; None keeps torch's default
+
+    def __post_init__(self) -> None:
+        _choice("batching", self.batching, BATCHINGS)
+        _choice("optimizer", self.optimizer, OPTIMIZERS)
+        _choice("schedule", self.schedule, SCHEDULES)
+        _choice("device", self.device, DEVICES)
+        _choice("precision", self.precision, PRECISIONS)
+        _at_least("batch_size", self.batch_size, 1)
+        _at_least("seq_len", self.seq_len, 1)
+        _at_least("warmup_steps", self.warmup_steps, 0)
+        _positive_finite("lr", self.lr)
+        for name in ("weight_decay", "momentum", "clip"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ConfigError(f"{name} must be >= 0, got {value}")
+        if not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise ConfigError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+        if self.steps is not None:
+            _at_least("steps", self.steps, 1)
+        if self.epochs is not None:
+            _positive_finite("epochs", self.epochs)
+        if self.time_budget is not None:
+            _positive_finite("time_budget", self.time_budget)
+        if self.eval_every is not None:
+            _at_least("eval_every", self.eval_every, 1)
+        if self.eval_every_s is not None:
+            _positive_finite("eval_every_s", self.eval_every_s)
+        if self.eval_chars is not None:
+            _at_least("eval_chars", self.eval_chars, 2)
+        if self.threads is not None:
+            _at_least("threads", self.threads, 1)
+
+
+@dataclass(frozen=True)
+class SampleConfig:
+    prompt: str = "\n"                  # text the model reads before generating
+    length: int = 500                   # characters to generate after the prompt
+    temperature: float = 1.0            # softmax temperature; 0 = greedy argmax (seed 002's scale factor = 1/T)
+    top_k: Optional[int] = None         # sample only among the k most likely characters
+    top_p: Optional[float] = None       # nucleus sampling: smallest set with probability >= p
+    num_samples: int = 1                # independent samples, generated together as one batch
+    seed: Optional[int] = None          # seed of the sampling generator; None = nondeterministic
+
+    def __post_init__(self) -> None:
+        _at_least("length", self.length, 0)
+        _at_least("num_samples", self.num_samples, 1)
+        if not (math.isfinite(self.temperature) and self.temperature >= 0):
+            raise ConfigError(f"temperature must be >= 0 (0 = greedy), got {self.temperature}")
+        if self.top_k is not None:
+            _at_least("top_k", self.top_k, 1)
+        if self.top_p is not None and not 0.0 < self.top_p <= 1.0:
+            raise ConfigError(f"top_p must be in (0, 1], got {self.top_p}")
+
+
+# ----------------------------------------------------------------------------- helpers
+
+def _choice(name: str, value: Any, options: tuple[str, ...]) -> None:
+    if value not in options:
+        raise ConfigError(f"{name} must be one of {', '.join(options)}; got {value!r}")
+
+
+def _at_least(name: str, value: Any, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
+
+
+def _positive_finite(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"{name} must be a positive number, got {value!r}")
+
+
+C = TypeVar("C")
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def from_dict(cls: type[C], data: dict[str, Any], *, source: str = "config") -> C:
+    """Build a config dataclass from a mapping, rejecting unknown keys with a clear message."""
+    known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"{source}: unknown key(s) {', '.join(unknown)} for {cls.__name__}; "
+                          f"known: {', '.join(sorted(known))}")
+    try:
+        return cls(**data)
+    except TypeError as e:  # pragma: no cover - dataclass signature mismatch
+        raise ConfigError(f"{source}: {e}") from None
+
+
+_DURATION = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s?)?\s*$")
+
+
+def parse_duration(text: str | float | int) -> float:
+    """'90', '90s', '10m', '1h30m', '2.5m' -> seconds (a positive float)."""
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        seconds = float(text)
+    else:
+        m = _DURATION.match(str(text))
+        if not m or not any(m.groups()):
+            raise ConfigError(f"cannot read duration {text!r}: use seconds or units, e.g. 90, 90s, 10m, 1h30m")
+        h, mi, s = (float(g) if g else 0.0 for g in m.groups())
+        seconds = h * 3600 + mi * 60 + s
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ConfigError(f"duration must be positive, got {text!r}")
+    return seconds

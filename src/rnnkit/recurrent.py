@@ -1,0 +1,108 @@
+"""Recurrent layers behind one interface: ``forward(x, state) -> (out, state)``, batch first.
+
+``fused``   torch.nn.RNN / LSTM / GRU (cuDNN on GPU, oneDNN/ATen kernels on CPU).
+``scratch`` rnnkit's own cells from ``cells.py``, unrolled over time and layers by ``Unrolled``.
+
+State layout is torch.nn's for both: ``h`` of shape (num_layers, B, H), or ``(h, c)`` for the LSTM.
+"""
+
+from __future__ import annotations
+
+import re
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .cells import CELLS
+
+_FUSED = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+
+
+class Unrolled(nn.Module):
+    """Any scratch cell run over time and stacked in layers, with dropout between layers.
+
+    Per layer, the input half of every gate is computed for all T steps in one matmul (``project``);
+    only the recurrence itself loops over time.
+    """
+
+    def __init__(self, cell: str, input_size: int, hidden_size: int, num_layers: int = 1,
+                 dropout: float = 0.0, bias: bool = True):
+        super().__init__()
+        cls = CELLS[cell]
+        self.cell, self.hidden_size, self.num_layers, self.dropout = cell, hidden_size, num_layers, dropout
+        self.cells = nn.ModuleList(
+            cls(input_size if k == 0 else hidden_size, hidden_size, bias) for k in range(num_layers))
+
+    def init_state(self, batch_size: int):
+        h = self.cells[0].weight_hh.new_zeros(self.num_layers, batch_size, self.hidden_size)
+        return (h, h.clone()) if self.cell == "lstm" else h
+
+    def forward(self, x: torch.Tensor, state=None):
+        # x: (B, T, I) -> out: (B, T, H)
+        if state is None:
+            state = self.init_state(x.shape[0])
+        lstm = self.cell == "lstm"
+        finals_h, finals_c = [], []
+        for k, cell in enumerate(self.cells):
+            s = (state[0][k], state[1][k]) if lstm else state[k]
+            xp = cell.project(x)                                    # (B, T, G·H): all steps at once
+            outs = []
+            for t in range(xp.shape[1]):
+                s = cell.recur(xp[:, t], s)
+                outs.append(s[0] if lstm else s)                    # (B, H)
+            x = torch.stack(outs, dim=1)                            # (B, T, H)
+            if self.dropout and self.training and k < self.num_layers - 1:
+                x = F.dropout(x, self.dropout, training=True)
+            finals_h.append(s[0] if lstm else s)
+            if lstm:
+                finals_c.append(s[1])
+        h = torch.stack(finals_h)                                   # (L, B, H)
+        return x, ((h, torch.stack(finals_c)) if lstm else h)
+
+
+def make_recurrent(cell: str, input_size: int, hidden_size: int, num_layers: int = 1,
+                   dropout: float = 0.0, backend: str = "fused") -> nn.Module:
+    """The recurrent stack for ``cell``; ``elman`` exists only as a scratch cell."""
+    if cell not in CELLS:
+        raise ValueError(f"unknown cell {cell!r}; choose from {', '.join(CELLS)}")
+    dropout = dropout if num_layers > 1 else 0.0
+    if backend == "scratch" or cell == "elman":
+        return Unrolled(cell, input_size, hidden_size, num_layers, dropout)
+    if backend != "fused":
+        raise ValueError(f"unknown backend {backend!r}; choose fused or scratch")
+    return _FUSED[cell](input_size, hidden_size, num_layers, batch_first=True, dropout=dropout)
+
+
+def is_fused(module: nn.Module) -> bool:
+    return isinstance(module, nn.RNNBase)
+
+
+_FUSED_KEY = re.compile(r"^(.*?)(weight_ih|weight_hh|bias_ih|bias_hh)_l(\d+)$")
+_SCRATCH_KEY = re.compile(r"^(.*?)cells\.(\d+)\.(weight_ih|weight_hh|bias_ih|bias_hh)$")
+
+
+def fused_to_scratch_keys(state_dict: dict) -> dict:
+    """Rename torch.nn's ``weight_ih_l0`` keys to ``Unrolled``'s ``cells.0.weight_ih`` (values shared)."""
+    out = {}
+    for key, value in state_dict.items():
+        m = _FUSED_KEY.match(key)
+        out[f"{m.group(1)}cells.{m.group(3)}.{m.group(2)}" if m else key] = value
+    return out
+
+
+def scratch_to_fused_keys(state_dict: dict) -> dict:
+    out = {}
+    for key, value in state_dict.items():
+        m = _SCRATCH_KEY.match(key)
+        out[f"{m.group(1)}{m.group(3)}_l{m.group(2)}" if m else key] = value
+    return out
+
+
+def detach_state(state):
+    """Cut the graph at a truncated-BPTT boundary: the values stay, the history goes."""
+    if state is None:
+        return None
+    if isinstance(state, torch.Tensor):
+        return state.detach()
+    return tuple(detach_state(s) for s in state)
