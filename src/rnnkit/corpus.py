@@ -58,6 +58,8 @@ def read_text(path: str, *, member: str | None = None, encoding: str = "utf-8", 
                           f"pass --encoding (e.g. latin-1) or --errors replace") from None
     if text.startswith("\ufeff"):  # a byte-order mark is not text
         text = text[1:]
+    if "\r" in text:               # universal newlines, as Python's text mode reads them
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
     if not text:
         raise CorpusError(f"{name} holds no text: give a file with some text in it")
     return text
@@ -122,7 +124,7 @@ def between_markers(text: str, start: str | None, end: str | None) -> str:
             raise CorpusError(f"--start-marker {start!r} does not occur in the text")
     j = len(text)
     if end:
-        j = text.find(end, i)
+        j = text.find(end, i + len(start or ""))     # after the start marker: the two may be the same string
         if j < 0:
             raise CorpusError(f"--end-marker {end!r} does not occur after the start")
     return text[i:j]
@@ -142,7 +144,7 @@ def load_text(cfg) -> str:
     if cfg.start_marker or cfg.end_marker:
         text = between_markers(text, cfg.start_marker, cfg.end_marker)
     if cfg.newlines_to_spaces:
-        text = text.replace("\r\n", " ").replace("\n", " ").replace("\r", " ")
+        text = text.replace("\n", " ")
     if cfg.limit_chars is not None:
         text = text[: cfg.limit_chars]
     return text

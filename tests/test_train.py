@@ -1,0 +1,103 @@
+import json
+import math
+
+import pytest
+import torch
+
+from rnnkit import checkpoint as ckpt
+from rnnkit.config import DataConfig, ModelConfig, TrainConfig
+from rnnkit.train import load, prepare_data, resume, train
+
+SMALL = ModelConfig(cell="lstm", hidden_size=24, num_layers=2, embed_size=8, dropout=0.1)
+
+
+def _cfg(**kw):
+    base = dict(batch_size=4, seq_len=16, steps=12, eval_every=4, eval_chars=600, seed=7, threads=1, lr=3e-3,
+                warmup_steps=3)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def _losses(run_dir):
+    return [(r["step"], r["train_loss"], r["val_loss"]) for r in ckpt.read_metrics(run_dir)]
+
+
+def test_train_writes_a_complete_run(tiny_corpus, tmp_path):
+    out = tmp_path / "run"
+    summary = train(DataConfig(path=str(tiny_corpus)), SMALL, _cfg(), out, quiet=True)
+    assert {p.name for p in out.iterdir()} >= {"run.json", "model.safetensors", "best.safetensors", "state.pt",
+                                              "metrics.jsonl"}
+    run = json.loads((out / "run.json").read_text())
+    assert run["task"] == "charlm" and run["model"]["vocab_size"] == len(run["vocab"]["chars"])
+    records = ckpt.read_metrics(out)
+    assert [r["step"] for r in records] == [4, 8, 12]
+    assert set(records[0]) >= {"step", "elapsed_s", "train_loss", "val_loss", "val_bpc", "chars_per_s"}
+    assert records[-1]["val_bpc"] == pytest.approx(records[-1]["val_loss"] / math.log(2))
+    assert summary["step"] == 12 and summary["val_chars"] > 0
+
+
+def test_saved_model_gives_identical_logits(tiny_corpus, tmp_path):
+    out = tmp_path / "run"
+    train(DataConfig(path=str(tiny_corpus)), SMALL, _cfg(steps=4), out, quiet=True)
+    lm = load(out, weights="last")
+    state = ckpt.load_state(out / ckpt.STATE)["model"]
+    from rnnkit.models import CharLM
+    ref = CharLM(lm.model.config).eval()
+    ref.load_state_dict(state)
+    x = torch.randint(0, len(lm.vocab), (2, 30))
+    assert torch.equal(lm.model(x)[0], ref(x)[0])
+
+
+@pytest.mark.parametrize("batching", ["consecutive", "random"])
+def test_resume_reproduces_the_uninterrupted_losses(tiny_corpus, tmp_path, batching):
+    data, cfg = DataConfig(path=str(tiny_corpus)), _cfg(batching=batching)
+    train(data, SMALL, cfg, tmp_path / "full", quiet=True)
+    paused = train(data, SMALL, cfg, tmp_path / "split", quiet=True, pause_at=6)
+    assert paused["paused"] and paused["step"] == 6
+    resume(tmp_path / "split", quiet=True)
+    assert _losses(tmp_path / "split") == _losses(tmp_path / "full")
+    a = ckpt.load_weights(tmp_path / "full" / ckpt.WEIGHTS)
+    b = ckpt.load_weights(tmp_path / "split" / ckpt.WEIGHTS)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_can_extend_the_budget_but_not_change_the_model(tiny_corpus, tmp_path):
+    out = tmp_path / "run"
+    train(DataConfig(path=str(tiny_corpus)), SMALL, _cfg(steps=4), out, quiet=True)
+    with pytest.raises(ValueError, match="already finished"):
+        resume(out, quiet=True)
+    with pytest.raises(ValueError, match="cannot change lr"):
+        resume(out, overrides={"lr": 1.0}, quiet=True)
+    summary = resume(out, overrides={"steps": 8}, quiet=True)
+    assert summary["step"] == 8
+    assert [r["step"] for r in ckpt.read_metrics(out)] == [4, 8]
+
+
+def test_resume_refuses_different_text(tiny_corpus, tmp_path):
+    out = tmp_path / "run"
+    train(DataConfig(path=str(tiny_corpus)), SMALL, _cfg(steps=4), out, quiet=True)
+    tiny_corpus.write_text(tiny_corpus.read_text() + "more", encoding="utf-8")
+    with pytest.raises(ValueError, match="differs"):
+        resume(out, overrides={"steps": 8}, quiet=True)
+
+
+def test_new_run_refuses_to_overwrite_another(tiny_corpus, tmp_path):
+    out = tmp_path / "run"
+    train(DataConfig(path=str(tiny_corpus)), SMALL, _cfg(steps=2), out, quiet=True)
+    with pytest.raises(ckpt.CheckpointError, match="--overwrite"):
+        train(DataConfig(path=str(tiny_corpus)), SMALL, _cfg(steps=2), out, quiet=True)
+    train(DataConfig(path=str(tiny_corpus)), SMALL, _cfg(steps=2), out, quiet=True, overwrite=True)
+
+
+def test_split_is_contiguous_90_10(tiny_corpus):
+    data = prepare_data(DataConfig(path=str(tiny_corpus)))
+    text = tiny_corpus.read_text(encoding="utf-8")
+    assert len(data.val) == round(len(text) * 0.1)
+    assert data.vocab.decode(data.train) + data.vocab.decode(data.val) == text
+
+
+def test_training_lowers_the_loss(tiny_corpus, tmp_path):
+    out = tmp_path / "run"
+    train(DataConfig(path=str(tiny_corpus)), SMALL, _cfg(steps=60, eval_every=30, lr=1e-2), out, quiet=True)
+    first, last = ckpt.read_metrics(out)[0], ckpt.read_metrics(out)[-1]
+    assert last["val_loss"] < first["val_loss"] < math.log(60)
