@@ -22,6 +22,18 @@ class CorpusTooShort(ValueError):
     """The text cannot fill a single batch; the message says the numbers and flags that fit."""
 
 
+def _fitting_flags(n: int, batch_size: int, seq_len: int) -> str:
+    """Flags with which one consecutive batch fits in ``n`` characters: fewer streams if a sequence fits,
+    else shorter sequences, else both. Needs B*T + T + 1 characters (T + 1 spare for the random offset), or
+    B + 1 when T = 1."""
+    if n >= (2 * seq_len + 1 if seq_len > 1 else 2):
+        return f"--batch-size {(n - 1 - seq_len) // seq_len if seq_len > 1 else n - 1}"
+    t = (n - 1) // (batch_size + 1)
+    if t > 1 or (t == 1 and batch_size + 1 <= n):
+        return f"--seq-len {t}"
+    return f"--batch-size 1 --seq-len {max(1, (n - 1) // 2)}"
+
+
 class ConsecutiveBatches:
     """Stateful truncated BPTT: the text laid out as B parallel streams, read T columns at a time.
 
@@ -46,7 +58,7 @@ class ConsecutiveBatches:
             raise CorpusTooShort(
                 f"the training text has {len(data)} characters, fewer than one batch of "
                 f"--batch-size {batch_size} x --seq-len {seq_len} needs ({need}); "
-                f"lower them (e.g. --batch-size {max(1, (len(data) - 1) // (2 * seq_len))}) or give more text")
+                f"lower them (e.g. {_fitting_flags(len(data), batch_size, seq_len)}) or give more text")
         self.generator = torch.Generator().manual_seed(seed)
         self.epoch, self.index = 0, 0
         self._set_layout(0)
@@ -95,7 +107,7 @@ class RandomBatches:
     def __init__(self, data: torch.Tensor, batch_size: int, seq_len: int, *, seed: int = 0):
         if len(data) < seq_len + 1:
             raise CorpusTooShort(f"the training text has {len(data)} characters, fewer than --seq-len {seq_len} + 1; "
-                                 f"lower --seq-len or give more text")
+                                 f"lower --seq-len (e.g. --seq-len {max(1, len(data) - 1)}) or give more text")
         self.batch_size, self.seq_len = batch_size, seq_len
         self.windows = data.unfold(0, seq_len + 1, 1)               # (N - T, T + 1), a view: no copy
         self.generator = torch.Generator().manual_seed(seed)

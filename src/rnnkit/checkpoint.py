@@ -45,9 +45,9 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
-    os.chmod(tmp, 0o666 & ~_UMASK)                     # mkstemp makes 0600; give the usual permissions
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)                 # mkstemp (and safetensors) make 0600; use the umask
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -131,22 +131,38 @@ def _short(e: BaseException) -> str:
 
 # ----------------------------------------------------------------------------- run directory
 
+def remove_stale_temps(directory: str | Path) -> None:
+    """Delete temporary files that a killed writer left behind (only when nothing else writes here)."""
+    for name in OWN_FILES:
+        for tmp in Path(directory).glob(f".{name}.*.tmp"):
+            tmp.unlink(missing_ok=True)
+
+
 def is_run(directory: str | Path) -> bool:
     return (Path(directory) / RUN_FILE).exists()
+
+
+def check_run_dir(directory: str | Path, *, overwrite: bool) -> list[str]:
+    """Refuse ``directory`` for a new run if it is a file, or holds another run and not ``overwrite``;
+    returns the run files it holds. Touches nothing, so a new run can check before reading its data."""
+    d = Path(directory)
+    if d.exists() and not d.is_dir():
+        raise CheckpointError(f"{d} exists and is not a directory: choose another --out")
+    ours = [name for name in OWN_FILES if (d / name).exists()]
+    if ours and not overwrite:
+        raise CheckpointError(f"{d} already holds a run ({', '.join(ours)}): resume it with "
+                              f"--resume {d}, choose another --out, or pass --overwrite to replace it")
+    return ours
 
 
 def prepare_run_dir(directory: str | Path, *, overwrite: bool) -> Path:
     """Create ``directory`` for a new run; refuse one that holds another run unless ``overwrite``."""
     d = Path(directory)
-    if d.exists() and not d.is_dir():
-        raise CheckpointError(f"{d} exists and is not a directory: choose another --out")
+    ours = check_run_dir(d, overwrite=overwrite)
     if d.exists():
-        ours = [name for name in OWN_FILES if (d / name).exists()]
-        if ours and not overwrite:
-            raise CheckpointError(f"{d} already holds a run ({', '.join(ours)}): resume it with "
-                                  f"--resume {d}, choose another --out, or pass --overwrite to replace it")
         for name in ours:
             (d / name).unlink()
+        remove_stale_temps(d)
     d.mkdir(parents=True, exist_ok=True)
     return d
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -116,8 +117,8 @@ def train(data: DataConfig, model: ModelConfig, train: TrainConfig, out: str | P
     """
     if train.steps is None and train.epochs is None and train.time_budget is None:
         train = dataclasses.replace(train, time_budget=DEFAULT_TIME_BUDGET)
-    run_dir = ckpt.prepare_run_dir(out, overwrite=overwrite)
-    return _run(run_dir, data, model, train, None, quiet=quiet, log=log, pause_at=pause_at)
+    ckpt.check_run_dir(out, overwrite=overwrite)   # refuse early; replace the old run only once the data is good
+    return _run(Path(out), data, model, train, None, quiet=quiet, log=log, pause_at=pause_at, overwrite=overwrite)
 
 
 def resume(out: str | Path, *, overrides: Optional[dict] = None, data_path: Optional[str] = None,
@@ -146,13 +147,15 @@ def resume(out: str | Path, *, overrides: Optional[dict] = None, data_path: Opti
 
 
 def _run(run_dir: Path, data_cfg: DataConfig, model_cfg: ModelConfig, cfg: TrainConfig, resumed,
-         *, quiet: bool, log, pause_at: Optional[int] = None) -> dict:
+         *, quiet: bool, log, pause_at: Optional[int] = None, overwrite: bool = False) -> dict:
     say = log or (lambda msg: print(msg, file=sys.stderr))
     if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+        torch.set_num_threads(min(cfg.threads, os.cpu_count() or cfg.threads))   # more would only crash OpenMP
     device = resolve_device(cfg.device)
     t_read = time.perf_counter()
     data = prepare_data(data_cfg, resumed[1] if resumed else None)
+    if data_cfg.test_path:          # a bad test file fails now, not after the whole training run
+        read_text(data_cfg.test_path, encoding=data_cfg.encoding, errors=data_cfg.errors)
     if resumed and data.fingerprint != resumed[0].get("data_fingerprint"):
         raise ValueError(f"the text of {describe(data_cfg)} differs from the text this run was trained on; "
                          f"resume with the same data, or start a new run with --out")
@@ -164,13 +167,20 @@ def _run(run_dir: Path, data_cfg: DataConfig, model_cfg: ModelConfig, cfg: Train
     trainer = Trainer(model, task, batches, cfg, run_dir, device,
                       total_steps=_steps_budget(cfg, batches.steps_per_epoch), quiet=quiet)
     if resumed:
-        trainer.load_state_dict(resumed[2])
+        try:
+            trainer.load_state_dict(resumed[2])
+        except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as e:
+            why = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+            raise ckpt.CheckpointError(f"{run_dir / ckpt.STATE}: does not fit the run described in run.json "
+                                       f"({why}); was either file edited or replaced?") from None
+        ckpt.remove_stale_temps(run_dir)
         ckpt.truncate_metrics(run_dir, trainer.progress.step)
-        if trainer._done():
+        if trainer.done():
             raise ValueError(f"{run_dir} already finished its budget at step {trainer.progress.step}; "
                              f"give a larger --steps, --epochs or --time-budget to train on")
         say(f"resuming {run_dir} at step {trainer.progress.step} ({trainer.progress.train_time:.0f}s trained)")
     else:
+        ckpt.prepare_run_dir(run_dir, overwrite=overwrite)
         ckpt.write_run(run_dir, {
             "task": "charlm", "model": to_dict(model_cfg), "data": to_dict(data_cfg), "train": to_dict(cfg),
             "vocab": data.vocab.to_dict(), "data_fingerprint": data.fingerprint,
@@ -187,7 +197,7 @@ def _run(run_dir: Path, data_cfg: DataConfig, model_cfg: ModelConfig, cfg: Train
     say(f"training: {cfg.batching} batches {cfg.batch_size}x{cfg.seq_len}, {cfg.optimizer} lr {cfg.lr:g} "
         f"({cfg.schedule}), clip {cfg.clip:g}; budget {budget}; run directory {run_dir}")
     trainer.fit(pause_at=pause_at)
-    if not trainer._done():
+    if not trainer.done():
         return {"step": trainer.progress.step, "paused": True, "train_time_s": round(trainer.progress.train_time, 1)}
 
     # Final report with the best weights over the whole validation text (and the test file, if any).

@@ -69,6 +69,11 @@ class Progress:
     units: int = 0                   # characters (or tokens) trained on
     best: float = math.inf           # best validation loss so far
     best_step: int = -1
+    # The open evaluation window, saved so that a resumed run evaluates at the same steps and logs the
+    # same train_loss as an uninterrupted one (no shifted, duplicated or missing metrics records).
+    last_eval_step: int = 0          # step of the last evaluation
+    window_loss: float = 0.0         # summed training loss of the steps since then (float32 value)
+    window_steps: int = 0            # how many steps that sum holds
 
 
 @dataclass
@@ -101,7 +106,8 @@ class Trainer:
             "plateau": self.plateau.state_dict() if self.plateau else None,
             "progress": {"step": self.progress.step, "train_time": self.progress.train_time,
                          "units": self.progress.units, "best": self.progress.best,
-                         "best_step": self.progress.best_step},
+                         "best_step": self.progress.best_step, "last_eval_step": self.progress.last_eval_step,
+                         "window_loss": self.progress.window_loss, "window_steps": self.progress.window_steps},
             "batches": self.batches.state_dict(),
             "task": self.task.state_dict(),
             "rng": {"torch": torch.get_rng_state(),
@@ -115,7 +121,10 @@ class Trainer:
             self.plateau.load_state_dict(state["plateau"])
         p = state["progress"]
         self.progress = Progress(step=int(p["step"]), train_time=float(p["train_time"]), units=int(p["units"]),
-                                 best=float(p["best"]), best_step=int(p["best_step"]))
+                                 best=float(p["best"]), best_step=int(p["best_step"]),
+                                 last_eval_step=int(p.get("last_eval_step", p["step"])),
+                                 window_loss=float(p.get("window_loss", 0.0)),
+                                 window_steps=int(p.get("window_steps", 0)))
         self.batches.load_state_dict(state["batches"])
         self.task.load_state_dict(state["task"])
         torch.set_rng_state(state["rng"]["torch"])
@@ -124,11 +133,13 @@ class Trainer:
 
     def save(self, *, best: bool = False, metrics: Optional[dict] = None) -> None:
         meta = {"step": self.progress.step, **({"metrics": metrics} if metrics else {})}
-        ckpt.save_state(self.run_dir / ckpt.STATE, self.state_dict())
         weights = self.model.state_dict()
         ckpt.save_weights(self.run_dir / ckpt.WEIGHTS, weights, meta)
         if best:
             ckpt.save_weights(self.run_dir / ckpt.BEST, weights, meta)
+        # state.pt last: it is the commit point. A kill before it leaves the previous state, from which the
+        # resumed run redoes these steps and rewrites the weights (and best) exactly as they are now.
+        ckpt.save_state(self.run_dir / ckpt.STATE, self.state_dict())
 
     # ------------------------------------------------------------------ loop
 
@@ -140,7 +151,7 @@ class Trainer:
             fractions.append(self.progress.train_time / self.cfg.time_budget)
         return max(fractions)
 
-    def _done(self) -> bool:
+    def done(self) -> bool:
         if self.total_steps is not None and self.progress.step >= self.total_steps:
             return True
         return bool(self.cfg.time_budget) and self.progress.train_time >= self.cfg.time_budget
@@ -159,7 +170,11 @@ class Trainer:
     def evaluate_and_save(self, train_loss: float, last_eval_units: int, last_eval_time: float) -> dict:
         metrics = self.task.evaluate(self.model)
         val = metrics["val_loss"]
-        improved = math.isfinite(val) and val < self.progress.best
+        if not math.isfinite(val):   # the weights are already broken: do not save them over a good checkpoint
+            raise TrainingStopped(
+                f"validation loss became {val} at step {self.progress.step}; stopped. {self._kept()} "
+                f"Try a lower --lr (now {self.cfg.lr:g}) or gradient clipping (--clip 1).", 3)
+        improved = val < self.progress.best
         if improved:
             self.progress.best, self.progress.best_step = val, self.progress.step
         if self.plateau is not None and math.isfinite(val):
@@ -169,8 +184,11 @@ class Trainer:
                   "train_loss": train_loss, **metrics,
                   f"{self.task.unit}_per_s": round((self.progress.units - last_eval_units) / dt, 1) if dt > 0 else None,
                   "lr": self.optimizer.param_groups[0]["lr"]}
-        self.save(best=improved, metrics={k: v for k, v in record.items() if isinstance(v, (int, float))})
+        self.progress.last_eval_step, self.progress.window_loss, self.progress.window_steps = self.progress.step, 0.0, 0
+        # The record goes to the log before the checkpoint: after a kill between the two, the resumed run
+        # drops records past its checkpoint and writes them again (a kill the other way round left a gap).
         ckpt.append_metrics(self.run_dir, record)
+        self.save(best=improved, metrics={k: v for k, v in record.items() if isinstance(v, (int, float))})
         return record
 
     @contextmanager
@@ -205,18 +223,40 @@ class Trainer:
         bar = tqdm(total=bar_total, initial=p.step if bar_total else 0, unit="step", dynamic_ncols=True,
                    disable=True if self.quiet else None, file=sys.stderr, mininterval=1.0,
                    bar_format=None if bar_total else "{desc} {n_fmt} steps [{elapsed}{postfix}]")
-        last_eval_step = p.step
+        last_eval_step = p.last_eval_step                   # a resumed run continues the open window
         last_eval_time, last_eval_units = p.train_time, p.units
         next_eval_time = p.train_time + (cfg.eval_every_s or math.inf)
-        loss_sum = torch.zeros((), device=self.device)
-        loss_count = 0
+        loss_sum = torch.tensor(p.window_loss, dtype=torch.float32, device=self.device)
+        loss_count = p.window_steps
+        recent: list[torch.Tensor] = []                    # per-step losses since the last finiteness check
         record: dict = {}
         good_step = p.step
         log_every = 10
+
+        def check_finite() -> float:
+            """Mean loss of the window; stops at a non-finite one, naming the first bad step."""
+            nonlocal good_step
+            mean = float(loss_sum) / max(loss_count, 1)        # one host sync per log_every steps
+            if not math.isfinite(mean):
+                losses = torch.stack(recent).tolist() if recent else []
+                bad = [(i, v) for i, v in enumerate(losses) if not math.isfinite(v)]
+                i, v = bad[0] if bad else (len(losses) - 1, mean)
+                raise TrainingStopped(
+                    f"loss became {v} at step {good_step + i + 1}; stopped. {self._kept()} "
+                    f"Try a lower --lr (now {cfg.lr:g}) or gradient clipping (--clip 1).", 3)
+            good_step = p.step
+            recent.clear()
+            return mean
+
+        def save_open_window() -> None:
+            check_finite()                                  # never save weights a bad step has broken
+            p.last_eval_step, p.window_loss, p.window_steps = last_eval_step, float(loss_sum), loss_count
+            self.save()
+
         with self._signals():
-            while not self._done():
+            while not self.done():
                 if pause_at is not None and p.step >= pause_at:
-                    self.save()
+                    save_open_window()
                     break
                 t0 = time.perf_counter()
                 self._set_lr()
@@ -228,7 +268,8 @@ class Trainer:
                 if cfg.clip:
                     torch.nn.utils.clip_grad_norm_(params, cfg.clip)
                 opt.step()
-                loss_sum += loss.detach().float()
+                recent.append(loss.detach().float())
+                loss_sum += recent[-1]
                 loss_count += 1
                 p.step += 1
                 p.units += self.task.units(batch)
@@ -236,21 +277,15 @@ class Trainer:
                     torch.cuda.synchronize()
                 p.train_time += time.perf_counter() - t0
 
-                if p.step % log_every == 0 or self._done():
-                    mean = float(loss_sum) / max(loss_count, 1)    # one host sync per log_every steps
-                    if not math.isfinite(mean):
-                        raise TrainingStopped(
-                            f"loss became {mean} between steps {good_step} and {p.step}; stopped. The last good "
-                            f"checkpoint (step {self._saved_step()}) is kept in {self.run_dir}. "
-                            f"Try a lower --lr (now {cfg.lr:g}) or gradient clipping (--clip 1).", 3)
-                    good_step = p.step
+                if p.step % log_every == 0 or self.done():
+                    mean = check_finite()
                     bar.update(p.step - bar.n)
                     bar.set_postfix_str(f"loss {mean:.3f}, {p.units / max(p.train_time, 1e-9):,.0f} {self.task.unit}/s"
                                         + (f", {self._time_left()}" if cfg.time_budget else ""), refresh=False)
 
                 due = ((cfg.eval_every is not None and p.step - last_eval_step >= cfg.eval_every)
                        or (cfg.eval_every is None and p.train_time >= next_eval_time))
-                if due or self._done():
+                if due or self.done():
                     train_loss = float(loss_sum) / max(loss_count, 1)
                     if not math.isfinite(train_loss):
                         continue  # reported at the check above on the next pass
@@ -263,7 +298,7 @@ class Trainer:
 
                 if self._stop_signal is not None:
                     bar.close()
-                    self.save()
+                    save_open_window()
                     name = "Ctrl-C" if self._stop_signal == signal.SIGINT else "SIGTERM"
                     code = 130 if self._stop_signal == signal.SIGINT else 143
                     raise TrainingStopped(f"{name}: saved a resumable checkpoint at step {p.step} in "
@@ -276,6 +311,12 @@ class Trainer:
             return int(ckpt.load_state(self.run_dir / ckpt.STATE)["progress"]["step"])
         except ckpt.CheckpointError:
             return 0
+
+    def _kept(self) -> str:
+        """Where the last good checkpoint is, for the message of a run stopped by a non-finite loss."""
+        if not (self.run_dir / ckpt.STATE).exists():
+            return f"No checkpoint had been saved yet in {self.run_dir}."
+        return f"The last good checkpoint (step {self._saved_step()}) is kept in {self.run_dir}."
 
     def _time_left(self) -> str:
         left = max(0.0, (self.cfg.time_budget or 0) - self.progress.train_time)

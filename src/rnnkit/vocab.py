@@ -64,7 +64,8 @@ class CharVocab:
         parts = []
         for start in range(0, len(text), _CHUNK):
             chunk = text[start:start + _CHUNK]
-            codes = torch.frombuffer(bytearray(chunk.encode("utf-32-le")), dtype=torch.int32).long()
+            # surrogatepass: a lone surrogate (from a command-line prompt, say) is a code point like any other
+            codes = torch.frombuffer(bytearray(chunk.encode("utf-32-le", "surrogatepass")), dtype=torch.int32).long()
             inside = codes < len(self._lut)
             ids = torch.full_like(codes, -1, dtype=torch.int32)
             ids[inside] = self._lut[codes[inside]]
