@@ -10,6 +10,7 @@ import argparse
 import json
 import math
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -39,6 +40,14 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _threads(text: str) -> int:
+    """At most the machine's CPUs: OpenMP crashes (SIGSEGV) when asked for tens of thousands of threads."""
+    value, cpus = _positive_int(text), os.cpu_count() or 1
+    if value > cpus:
+        raise argparse.ArgumentTypeError(f"must be at most {cpus}, the number of CPUs here; got {value}")
     return value
 
 
@@ -85,11 +94,19 @@ def _eval_every(text: str) -> tuple[str, float]:
 
 # ----------------------------------------------------------------------------- parser
 
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors, like every other rnnkit error: the full usage of `train` runs to twenty
+    lines and buries the message, so point to --help instead. Subcommand parsers inherit this class."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .config import BACKENDS, BATCHINGS, CELLS, DEVICES, OPTIMIZERS, PRECISIONS, SCHEDULES
     S = argparse.SUPPRESS
-    p = argparse.ArgumentParser(prog="rnnkit", description="Recurrent neural networks on text: train, evaluate "
-                                "and sample character-level language models.")
+    p = Parser(prog="rnnkit", description="Recurrent neural networks on text: train, evaluate "
+                  "and sample character-level language models.")
     p.add_argument("--version", action="version", version=f"rnnkit {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
@@ -143,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, default=S)
     g.add_argument("--device", choices=DEVICES, default=S)
     g.add_argument("--precision", choices=PRECISIONS, default=S, help="bf16 = autocast to bfloat16")
-    g.add_argument("--threads", type=_positive_int, default=S, help="CPU threads for PyTorch")
+    g.add_argument("--threads", type=_threads, default=S, help="CPU threads for PyTorch")
     g = t.add_argument_group("run")
     g.add_argument("--config", default=S, metavar="FILE.toml", help="TOML file with [data], [model], [train] tables")
     g.add_argument("--out", default=S, help="run directory (default runs/<corpus or file name>)")
@@ -182,6 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("corpora", help="list the bundled corpora")
     c.set_defaults(command="corpora")
+    add_classify_parser(sub)
     return p
 
 
@@ -276,7 +294,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
                            errors=args.errors, precision=lm.precision, warn=warn)
         what = args.file
     else:
-        data = prepare_data(from_dict(DataConfig, lm.run["data"]), lm.vocab)
+        data = prepare_data(from_dict(DataConfig, lm.run["data"], source=f"{args.run}/run.json data"), lm.vocab)
         score = evaluate_stream(lm.model, data.val, precision=lm.precision)
         what = "validation text"
     if args.json:
@@ -324,7 +342,203 @@ def cmd_corpora(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "eval": cmd_eval, "sample": cmd_sample, "corpora": cmd_corpora}
+# ----------------------------------------------------------------------------- classify
+
+CLASSIFY_DATA_FLAGS = {"format": "format", "text_column": "text_column", "label_column": "label_column",
+                       "split": "split", "val_fraction": "val_fraction", "val": "val_path", "encoding": "encoding",
+                       "min_freq": "min_freq", "max_vocab": "max_vocab", "max_tokens": "max_tokens",
+                       "truncate": "truncate", "bucket": "bucket"}
+CLASSIFY_MODEL_FLAGS = {"cell": "cell", "embed_size": "embed_size", "hidden_size": "hidden_size",
+                        "layers": "num_layers", "bidirectional": "bidirectional", "pooling": "pooling",
+                        "head_hidden": "head_hidden", "dropout": "dropout", "packed": "packed"}
+CLASSIFY_TRAIN_FLAGS = {k: v for k, v in TRAIN_FLAGS.items() if k not in ("batching", "seq_len", "eval_chars")}
+
+
+def add_classify_parser(sub) -> None:
+    from .config import (CLASSIFIER_CELLS, DEVICES, OPTIMIZERS, POOLINGS, PRECISIONS, SCHEDULES, TEXT_FORMATS,
+                         TRUNCATIONS)
+    S = argparse.SUPPRESS
+    c = sub.add_parser("classify", help="sequence classification: train, eval, predict (e.g. IMDb sentiment)",
+                       description="Classify texts with a (bi)directional RNN: train on labelled text (an aclImdb "
+                                   "directory or .tar.gz, CSV/TSV, JSONL), evaluate, predict.")
+    csub = c.add_subparsers(dest="classify_command", metavar="ACTION")
+    csub.required = True
+
+    t = csub.add_parser("train", help="train a classifier (or resume one)",
+                        description="Train a text classifier; validates after every epoch and keeps the best weights.")
+    t.add_argument("path", nargs="?", help="aclImdb directory or .tar.gz, .csv/.tsv or .jsonl (optionally .gz)")
+    g = t.add_argument_group("data")
+    g.add_argument("--format", choices=TEXT_FORMATS, default=S, help="default: from the file name")
+    g.add_argument("--text-column", default=S, help="CSV/TSV column or JSONL key of the text (default text)")
+    g.add_argument("--label-column", default=S, help="... and of the label (default label)")
+    g.add_argument("--split", default=S, help="aclImdb split to train on (default train)")
+    g.add_argument("--val-fraction", type=_float(0, 1, low_open=True, high_open=True), default=S,
+                   help="seeded share held out for validation (default 0.2: 5,000 of IMDb's 25,000)")
+    g.add_argument("--val", default=S, metavar="FILE", help="a separate validation file instead of --val-fraction")
+    g.add_argument("--encoding", default=S, help="text encoding (default utf-8)")
+    g.add_argument("--min-freq", type=_positive_int, default=S, help="rarer words become <unk> (default 2)")
+    g.add_argument("--max-vocab", type=_nonneg_int, default=S, help="most frequent words kept (default 30000; 0 = all)")
+    g.add_argument("--max-tokens", type=_nonneg_int, default=S,
+                   help="truncate texts to N words (default 400; 0 = keep all)")
+    g.add_argument("--truncate", choices=TRUNCATIONS, default=S,
+                   help="words a truncated text keeps (default both ends)")
+    g.add_argument("--bucket", type=_nonneg_int, default=S,
+                   help="batch texts of similar length, sorted within pools of N batches (default 50; 0 = off)")
+    g = t.add_argument_group("model")
+    g.add_argument("--cell", choices=CLASSIFIER_CELLS, default=S, help="rnn (tanh), lstm or gru (default lstm)")
+    g.add_argument("--embed-size", type=_positive_int, default=S, help="word embedding width (default 128)")
+    g.add_argument("--hidden-size", type=_positive_int, default=S, help="state width per direction (default 128)")
+    g.add_argument("--layers", type=_positive_int, default=S, help="stacked recurrent layers (default 1)")
+    g.add_argument("--bidirectional", action="store_true", default=S, help="read each text in both directions")
+    g.add_argument("--pooling", choices=POOLINGS, default=S,
+                   help="last valid state of each direction, or mean/max over the valid steps (default max)")
+    g.add_argument("--head-hidden", type=_nonneg_int, default=S, help="ReLU layer before the output (default 0: none)")
+    g.add_argument("--dropout", type=_float(0, 1, high_open=True), default=S, help="dropout probability (default 0.3)")
+    g.add_argument("--packed", action="store_true", default=S,
+                   help="run through pack_padded_sequence (same results; slower on CPU)")
+    g = t.add_argument_group("training")
+    g.add_argument("--batch-size", type=_positive_int, default=S, help="texts per step (default 64)")
+    g.add_argument("--optimizer", choices=OPTIMIZERS, default=S)
+    g.add_argument("--lr", type=_float(0, low_open=True), default=S, help="peak learning rate (default 3e-3)")
+    g.add_argument("--weight-decay", type=_float(0), default=S)
+    g.add_argument("--momentum", type=_float(0), default=S, help="SGD momentum")
+    g.add_argument("--schedule", choices=SCHEDULES, default=S, help="learning-rate schedule (default cosine)")
+    g.add_argument("--warmup-steps", type=_nonneg_int, default=S)
+    g.add_argument("--min-lr-ratio", type=_float(0, 1), default=S, help="final lr / peak lr for cosine")
+    g.add_argument("--clip", type=_float(0), default=S, help="global gradient-norm clip; 0 disables")
+    g.add_argument("--epochs", type=_float(0, low_open=True), default=S,
+                   help="budget: passes over the training texts (default 3, or 200 steps if more)")
+    g.add_argument("--steps", type=_positive_int, default=S, help="budget: optimizer steps")
+    g.add_argument("--time-budget", type=_duration, default=S, help="budget: training time, e.g. 10m")
+    g.add_argument("--eval-every", type=_eval_every, default=S,
+                   help="validate every N steps or 60s (default: each epoch)")
+    g.add_argument("--patience", type=_positive_int, default=S,
+                   help="stop after N epochs without a better validation loss")
+    g.add_argument("--seed", type=int, default=S, help="seeds the validation split, weights and batch order")
+    g.add_argument("--device", choices=DEVICES, default=S)
+    g.add_argument("--precision", choices=PRECISIONS, default=S)
+    g.add_argument("--threads", type=_threads, default=S, help="CPU threads for PyTorch")
+    g = t.add_argument_group("run")
+    g.add_argument("--out", default=S, help="run directory (default runs/<data name>)")
+    g.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
+    g.add_argument("--resume", metavar="RUN", default=S, help="continue the run in RUN exactly where it stopped")
+    g.add_argument("--quiet", action="store_true", help="no progress bar")
+    g.add_argument("--json", action="store_true", help="print the final summary as one JSON object")
+
+    e = csub.add_parser("eval", help="accuracy and loss of a trained classifier on labelled data",
+                        description="Evaluate a classifier on labelled data (default: the run's validation texts).")
+    e.add_argument("run", help="run directory")
+    e.add_argument("path", nargs="?", help="labelled data in any format train reads")
+    e.add_argument("--split", default="test", help="aclImdb split (default test)")
+    e.add_argument("--format", choices=TEXT_FORMATS, help="default: the run's")
+    e.add_argument("--text-column", help="default: the run's")
+    e.add_argument("--label-column", help="default: the run's")
+    e.add_argument("--encoding", help="default: the run's")
+    e.add_argument("--batch-size", type=_positive_int, default=256)
+    e.add_argument("--weights", choices=("best", "last"), default="best")
+    e.add_argument("--device", choices=DEVICES, default="auto")
+    e.add_argument("--threads", type=_threads, help="CPU threads for PyTorch")
+    e.add_argument("--json", action="store_true", help="print one JSON object (accuracy, loss, examples, ...)")
+
+    p = csub.add_parser("predict", help="label texts with a trained classifier",
+                        description="Print the label and its probability for each text: the arguments, the lines "
+                                    "of --file, or the lines of standard input.")
+    p.add_argument("run", help="run directory")
+    p.add_argument("texts", nargs="*", metavar="TEXT", help="texts to classify")
+    p.add_argument("--file", help="one text per line ('-' = standard input)")
+    p.add_argument("--batch-size", type=_positive_int, default=256)
+    p.add_argument("--weights", choices=("best", "last"), default="best")
+    p.add_argument("--device", choices=DEVICES, default="cpu")
+    p.add_argument("--json", action="store_true", help="one JSON object per text: label, probability, probabilities")
+
+
+def cmd_classify(args: argparse.Namespace) -> int:
+    return {"train": cmd_classify_train, "eval": cmd_classify_eval,
+            "predict": cmd_classify_predict}[args.classify_command](args)
+
+
+def cmd_classify_train(args: argparse.Namespace) -> int:
+    from .classify import TRAIN_DEFAULTS, resume, train
+    from .config import ClassifierConfig, TextDataConfig, TrainConfig, from_dict
+
+    train_values = {k: v for k, v in _merge("train", CLASSIFY_TRAIN_FLAGS, args, {}).items()}
+    if hasattr(args, "eval_every"):
+        kind, value = args.eval_every
+        train_values.update({"eval_every": int(value), "eval_every_s": None} if kind == "steps"
+                            else {"eval_every": None, "eval_every_s": value})
+    if hasattr(args, "resume"):
+        given = [d for d in [*CLASSIFY_DATA_FLAGS, *CLASSIFY_MODEL_FLAGS, "patience"] if hasattr(args, d)]
+        if given:
+            raise ValueError(f"--resume continues a run with its own data and model settings; drop "
+                             f"{', '.join('--' + d.replace('_', '-') for d in given)} (or start a new run with --out)")
+        summary = resume(args.resume, overrides=train_values, data_path=args.path, quiet=args.quiet)
+    else:
+        if args.path is None:
+            raise ValueError("give labelled data to train on: an aclImdb directory or .tar.gz, a CSV/TSV or "
+                             "a JSONL file")
+        data_values = _merge("data", CLASSIFY_DATA_FLAGS, args, {})
+        for key in ("max_vocab", "max_tokens"):                 # 0 on the command line: no limit
+            if data_values.get(key) == 0:
+                data_values[key] = None
+        data = from_dict(TextDataConfig, {**data_values, "path": args.path}, source="data settings")
+        model = from_dict(ClassifierConfig, _merge("model", CLASSIFY_MODEL_FLAGS, args, {}), source="model settings")
+        tcfg = from_dict(TrainConfig, {**TRAIN_DEFAULTS, **train_values}, source="train settings")
+        out = getattr(args, "out", None) or f"runs/{Path(args.path.rstrip('/')).name.split('.')[0] or 'classifier'}"
+        summary = train(data, model, tcfg, out, patience=getattr(args, "patience", None),
+                        overwrite=args.overwrite, quiet=args.quiet)
+    if args.json:
+        print(json.dumps(summary))
+    elif summary.get("paused"):
+        print(f"paused at step {summary['step']}")
+    else:
+        print(f"validation: accuracy {summary['val_accuracy']:.4f}, loss {summary['val_loss']:.4f} over "
+              f"{summary['val_examples']:,} texts (best weights, step {summary['best_step']} of {summary['step']}, "
+              f"{summary['epochs']:g} epochs{', stopped early' if summary['stopped_early'] else ''}; "
+              f"{summary['train_time_s']:.0f}s, {summary['tokens_per_s']:,.0f} tokens/s)")
+    return 0
+
+
+def cmd_classify_eval(args: argparse.Namespace) -> int:
+    import torch
+
+    from .classify import evaluate, load
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    clf = load(args.run, weights=args.weights, device=args.device)
+    result = evaluate(clf, args.path, split=args.split, format=args.format, text_column=args.text_column,
+                      label_column=args.label_column, encoding=args.encoding, batch_size=args.batch_size)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"{result['data']}: accuracy {result['accuracy']:.4f} ({result['correct']:,}/{result['examples']:,}), "
+              f"loss {result['loss']:.4f} ({result['weights']})")
+    return 0
+
+
+def cmd_classify_predict(args: argparse.Namespace) -> int:
+    from .classify import load, predict
+
+    texts = list(args.texts)
+    if args.file is not None and texts:
+        raise ValueError("give texts as arguments or --file, not both")
+    if args.file is not None and args.file != "-":
+        try:
+            texts = Path(args.file).read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as e:
+            raise ValueError(f"--file {args.file}: cannot read it ({e.__class__.__name__})") from None
+    elif not texts:
+        if args.file is None and sys.stdin.isatty():
+            raise ValueError("give a text to classify, --file FILE, or pipe texts on standard input (one per line)")
+        texts = sys.stdin.read().splitlines()
+    clf = load(args.run, weights=args.weights, device=args.device)
+    for pred in predict(clf, texts, batch_size=args.batch_size):
+        print(json.dumps(pred.to_dict()) if args.json else f"{pred.label}\t{pred.probability:.4f}")
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "sample": cmd_sample, "corpora": cmd_corpora,
+            "classify": cmd_classify}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -349,6 +563,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("rnnkit: interrupted", file=sys.stderr)
         return 130
+    except (MemoryError, RuntimeError) as e:       # torch reports a failed CPU allocation as a RuntimeError
+        wanted = re.search(r"tried to allocate (\d+) bytes", str(e))
+        if not (isinstance(e, MemoryError) or wanted or "out of memory" in str(e)):
+            raise
+        size = f" ({int(wanted[1]) / 2**30:,.1f} GiB asked for)" if wanted else ""
+        print(f"rnnkit: error: not enough memory{size}; lower --hidden-size, --layers, --batch-size, "
+              f"--seq-len or --num-samples", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,4 +1,5 @@
-"""Models: ``CharLM`` (characters in, next-character logits out). Imports only torch and the layers below.
+"""Models: ``CharLM`` (characters in, next-character logits out) and ``SequenceClassifier`` (words in, class
+logits out). Imports only torch and the layers below.
 
 State is explicit: ``forward(tokens, state=None) -> (logits, state)``; ``init_state(batch_size)`` builds a
 zero state on the weights' device and dtype.
@@ -10,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import ModelConfig
+from .config import ClassifierConfig, ModelConfig
 from .recurrent import Unrolled, make_recurrent
 
 
@@ -48,3 +49,95 @@ class CharLM(nn.Module):
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+_TORCH_RNNS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+
+
+class SequenceClassifier(nn.Module):
+    """Word ids -> embedding -> (bi)directional recurrent layers -> pooled valid steps -> class logits.
+
+    ``forward(tokens, lengths)``: ``tokens`` (B, T) holds each text's ``lengths[b]`` ids followed by
+    ``<pad>`` (0). No output is ever read from a padded position. Each direction of each layer is its own
+    single-layer torch.nn module run over the whole padded batch (one fused call, fast on CPU); the backward
+    direction reads every text reversed *within its length*::
+
+        tokens     a b c _ _        forward reads  a b c | pads after the words: never read back
+        reversed   c b a _ _        backward reads c b a | likewise, then flipped back into place
+
+    so a padded step only ever follows the valid ones, and the answer (last valid state, or mean/max over
+    valid steps) equals that of running each text alone. ``packed=True`` gets the same numbers through
+    ``pack_padded_sequence`` instead (what cuDNN likes; about 5x slower on CPU).
+    """
+
+    def __init__(self, config: ClassifierConfig):
+        super().__init__()
+        if config.vocab_size < 3 or config.num_classes < 2:
+            raise ValueError("ClassifierConfig.vocab_size (>= 3) and num_classes (>= 2) must be set")
+        self.config = config
+        c = config
+        d = 2 if c.bidirectional else 1
+        self.embed = nn.Embedding(c.vocab_size, c.embed_size, padding_idx=0)
+        rnn = _TORCH_RNNS[c.cell]
+        self.layers = nn.ModuleList(                                # layers[k][0] forward, [k][1] backward
+            nn.ModuleList(rnn(c.embed_size if k == 0 else d * c.hidden_size, c.hidden_size, batch_first=True)
+                          for _ in range(d))
+            for k in range(c.num_layers))
+        self.drop = nn.Dropout(c.dropout)
+        features = d * c.hidden_size
+        self.hidden = nn.Linear(features, c.head_hidden) if c.head_hidden else None
+        self.head = nn.Linear(c.head_hidden or features, c.num_classes)
+
+    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        z = self.drop(self.features(tokens, lengths))              # (B, D·H)
+        if self.hidden is not None:
+            z = self.drop(F.relu(self.hidden(z)))
+        return self.head(z)                                         # (B, C)
+
+    def features(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """The pooled text representation, (B, D·H) with D = 2 directions when bidirectional."""
+        b, t = tokens.shape
+        lengths_cpu = lengths.detach().to("cpu", torch.int64)
+        if b and (int(lengths_cpu.min()) < 1 or int(lengths_cpu.max()) > t):
+            raise ValueError(f"lengths must be in [1, {t}] (the padded width); got {lengths_cpu.tolist()}")
+        lengths = lengths_cpu.to(tokens.device)
+        steps = torch.arange(t, device=tokens.device)[None]        # (1, T)
+        valid = steps < lengths[:, None]                            # (B, T)
+        flip = torch.where(valid, lengths[:, None] - 1 - steps, steps)  # (B, T): reverse within each length
+        x = self.drop(self.embed(tokens))                           # (B, T, E)
+        for k, directions in enumerate(self.layers):
+            if k:
+                x = self.drop(x)
+            outs = [self._run(directions[0], x, lengths_cpu)]       # (B, T, H)
+            if len(directions) == 2:
+                outs.append(_gather_steps(self._run(directions[1], _gather_steps(x, flip), lengths_cpu), flip))
+            x = torch.cat(outs, dim=-1)                             # (B, T, D·H)
+        return self._pool(x, lengths, valid)
+
+    def _run(self, rnn: nn.Module, x: torch.Tensor, lengths_cpu: torch.Tensor) -> torch.Tensor:
+        if not self.config.packed:
+            return rnn(x)[0]
+        packed = nn.utils.rnn.pack_padded_sequence(x, lengths_cpu, batch_first=True, enforce_sorted=False)
+        return nn.utils.rnn.pad_packed_sequence(rnn(packed)[0], batch_first=True, total_length=x.shape[1])[0]
+
+    def _pool(self, x: torch.Tensor, lengths: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        # x: (B, T, D·H) with garbage at the padded steps; lengths (B,); valid (B, T)
+        pooling, h = self.config.pooling, self.config.hidden_size
+        if pooling == "last":
+            rows = torch.arange(x.shape[0], device=x.device)
+            last = x[rows, lengths - 1, :h]                         # forward: state after the last word
+            if not self.config.bidirectional:
+                return last
+            return torch.cat([last, x[:, 0, h:]], dim=-1)           # backward: state after the first word
+        mask = valid[..., None]                                     # (B, T, 1)
+        if pooling == "mean":
+            return x.masked_fill(~mask, 0.0).sum(1) / lengths[:, None].to(x.dtype)
+        return x.masked_fill(~mask, float("-inf")).amax(1)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+def _gather_steps(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``out[b, t] = x[b, index[b, t]]`` for x (B, T, F) and index (B, T)."""
+    return x.gather(1, index[..., None].expand(-1, -1, x.shape[-1]))

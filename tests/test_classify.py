@@ -1,0 +1,343 @@
+import csv
+import io
+import json
+import random
+import tarfile
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from rnnkit import checkpoint as ckpt
+from rnnkit.classify import (TRAIN_DEFAULTS, BucketBatches, ClassifyScore, evaluate, load, pad_batch, predict,
+                             read_examples, resume, score, train, truncate)
+from rnnkit.cli import main
+from rnnkit.config import ClassifierConfig, TextDataConfig, TrainConfig
+from rnnkit.corpus import CorpusError
+from rnnkit.models import SequenceClassifier
+
+SHARED = Path(__file__).parents[1] / ".." / "shared" / "data"
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models gain nothing from a second thread, and on a busy machine its waits cost seconds."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+# ----------------------------------------------------------------------------- model
+
+def _padded(lengths, vocab=30, pad_value=0, width=None, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    width = width or max(lengths)
+    tokens = torch.full((len(lengths), width), pad_value, dtype=torch.int64)
+    for b, n in enumerate(lengths):
+        tokens[b, :n] = torch.randint(2, vocab, (n,), generator=g)
+    return tokens, torch.tensor(lengths)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+@pytest.mark.parametrize("bidirectional", [False, True])
+@pytest.mark.parametrize("pooling", ["last", "mean", "max"])
+def test_padded_batch_equals_each_text_alone(cell, bidirectional, pooling):
+    torch.manual_seed(0)
+    cfg = ClassifierConfig(vocab_size=30, num_classes=3, cell=cell, embed_size=6, hidden_size=5, num_layers=2,
+                           bidirectional=bidirectional, pooling=pooling, dropout=0.0)
+    model = SequenceClassifier(cfg).eval()
+    tokens, lengths = _padded([6, 1, 9, 3])
+    batched = model(tokens, lengths)
+    alone = torch.cat([model(tokens[b:b + 1, :n], lengths[b:b + 1]) for b, n in enumerate(lengths.tolist())])
+    torch.testing.assert_close(batched, alone, atol=1e-6, rtol=1e-5)
+    # what sits in the padded positions changes nothing, however wide the padding
+    garbage, _ = _padded([6, 1, 9, 3], pad_value=7, width=14, seed=1)
+    garbage[:, :9] = torch.where(torch.arange(9)[None] < lengths[:, None], tokens, garbage[:, :9])
+    torch.testing.assert_close(model(garbage, lengths), batched, atol=1e-6, rtol=1e-5)
+    # the packed path runs the same weights to the same numbers
+    packed = SequenceClassifier(ClassifierConfig(**{**cfg.__dict__, "packed": True})).eval()
+    packed.load_state_dict(model.state_dict())
+    torch.testing.assert_close(packed(tokens, lengths), batched, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_last_state_features_match_torch_bidirectional_packed(cell):
+    """Against torch.nn's own bidirectional, two-layer, packed RNN with the same weights: its h_n of the
+    last layer (forward, backward) is the 'last' feature vector."""
+    torch.manual_seed(0)
+    cfg = ClassifierConfig(vocab_size=30, num_classes=2, cell=cell, embed_size=6, hidden_size=5, num_layers=2,
+                           bidirectional=True, pooling="last", dropout=0.0)
+    model = SequenceClassifier(cfg).eval()
+    ref = {"lstm": nn.LSTM, "gru": nn.GRU}[cell](6, 5, num_layers=2, bidirectional=True, batch_first=True)
+    with torch.no_grad():
+        for k in range(2):
+            for d, suffix in enumerate(["", "_reverse"]):
+                for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                    getattr(ref, f"{name}_l{k}{suffix}").copy_(getattr(model.layers[k][d], f"{name}_l0"))
+    tokens, lengths = _padded([4, 7, 2])
+    with torch.no_grad():
+        packed = nn.utils.rnn.pack_padded_sequence(model.embed(tokens), lengths, batch_first=True,
+                                                   enforce_sorted=False)
+        _, h = ref(packed)
+        h = h[0] if cell == "lstm" else h                        # (layers * 2, B, H)
+        expected = torch.cat([h[-2], h[-1]], dim=-1)
+        torch.testing.assert_close(model.features(tokens, lengths), expected, atol=1e-6, rtol=1e-5)
+
+
+def test_padding_embedding_gets_no_gradient_and_lengths_are_checked():
+    model = SequenceClassifier(ClassifierConfig(vocab_size=30, num_classes=2, embed_size=4, hidden_size=3,
+                                                bidirectional=True))
+    tokens, lengths = _padded([5, 2])
+    model(tokens, lengths).sum().backward()
+    assert model.embed.weight.grad[0].abs().sum() == 0
+    assert torch.all(model.embed.weight[0] == 0)
+    with pytest.raises(ValueError, match="lengths"):
+        model(tokens, torch.tensor([5, 0]))
+
+
+# ----------------------------------------------------------------------------- batches
+
+def test_truncate_keeps_head_tail_or_both():
+    ids = list(range(10))
+    assert truncate(ids, 4, "head") == [0, 1, 2, 3]
+    assert truncate(ids, 4, "tail") == [6, 7, 8, 9]
+    assert truncate(ids, 5, "both") == [0, 1, 2, 8, 9]
+    assert truncate(ids, None, "both") == ids and truncate(ids, 10, "head") == ids
+
+
+def test_pad_batch_lengths_and_zeros():
+    b = pad_batch([torch.tensor([5, 6, 7], dtype=torch.int32), torch.tensor([8], dtype=torch.int32)],
+                  torch.tensor([1, 0]))
+    assert b.tokens.tolist() == [[5, 6, 7], [8, 0, 0]] and b.tokens.dtype == torch.int64
+    assert b.lengths.tolist() == [3, 1]
+    wide = pad_batch([torch.tensor([5, 6, 7])], torch.tensor([0]), multiple=4)
+    assert wide.tokens.tolist() == [[5, 6, 7, 0]] and wide.lengths.tolist() == [3]
+
+
+@pytest.mark.parametrize("bucket", [0, 3, 10])
+def test_batches_cover_each_example_once_per_epoch_and_resume(bucket):
+    rng = random.Random(0)
+    seqs = [torch.arange(1, rng.randint(1, 40) + 1, dtype=torch.int32) for _ in range(50)]
+    labels = torch.arange(50)                                      # label = example index, to identify it
+    batches = BucketBatches(seqs, labels, 8, bucket=bucket, seed=3)
+    assert batches.steps_per_epoch == 7
+    epoch = [next(batches) for _ in range(7)]
+    assert sorted(torch.cat([b.labels for b in epoch]).tolist()) == list(range(50))
+    for b in epoch:
+        assert b.lengths.tolist() == [len(seqs[i]) for i in b.labels.tolist()]
+    if bucket:   # sorted within pools: padding far below that of random batches
+        padding = sum(int(b.lengths.max() * len(b.lengths) - b.lengths.sum()) for b in epoch)
+        plain = BucketBatches(seqs, labels, 8, bucket=0, seed=3)
+        plain_padding = sum(int(b.lengths.max() * len(b.lengths) - b.lengths.sum()) for b in
+                            (next(plain) for _ in range(7)))
+        assert padding < plain_padding / 2
+    next(batches), next(batches)
+    state = batches.state_dict()
+    ahead = [next(batches).labels.tolist() for _ in range(10)]
+    again = BucketBatches(seqs, labels, 8, bucket=bucket, seed=3)
+    again.load_state_dict(state)
+    assert [next(again).labels.tolist() for _ in range(10)] == ahead
+
+
+def test_score_sums_then_divides():
+    torch.manual_seed(0)
+    model = SequenceClassifier(ClassifierConfig(vocab_size=30, num_classes=3, embed_size=4, hidden_size=3)).eval()
+    seqs = [torch.randint(2, 30, (n,), dtype=torch.int32) for n in (3, 8, 1, 5, 2)]
+    labels = torch.tensor([0, 2, 1, 1, 0])
+    s = score(model, seqs, labels, batch_size=2)
+    logits = torch.cat([model(x[None].long(), torch.tensor([len(x)])) for x in seqs]).detach()
+    assert s.examples == 5 and s.correct == int((logits.argmax(1) == labels).sum())
+    assert s.loss == pytest.approx(float(nn.functional.cross_entropy(logits, labels)), rel=1e-5)
+    assert ClassifyScore(0.0, 0, 0).to_dict()["examples"] == 0
+
+
+# ----------------------------------------------------------------------------- reading data
+
+REVIEWS = {("train", "pos"): ["A <br />wonderful film :)", "Loved it"], ("train", "neg"): ["Awful.", "Dull :("],
+           ("test", "pos"): ["Superb"], ("test", "neg"): ["Boring", "Bad"], ("train", "unsup"): ["no label"]}
+
+
+def _write_aclimdb(root: Path) -> Path:
+    for (split, label), texts in REVIEWS.items():
+        d = root / "aclImdb" / split / label
+        d.mkdir(parents=True)
+        for i, text in enumerate(texts):
+            (d / f"{10 - i}_{7 + i}.txt").write_text(text, encoding="utf-8")
+    (root / "aclImdb" / "README").write_text("fabricated")
+    (root / "aclImdb" / "train" / "labeledBow.feat").write_text("0 0:1")
+    return root / "aclImdb"
+
+
+def test_aclimdb_from_directory_and_tar_gz_agree(tmp_path):
+    directory = _write_aclimdb(tmp_path / "unpacked")
+    archive = tmp_path / "tiny_aclImdb.tar.gz"
+    with tarfile.open(archive, "w:gz") as tf:
+        tf.add(directory, arcname="aclImdb")
+    for split in ("train", "test"):
+        expected = sorted((label, text) for (s, label), texts in REVIEWS.items() if s == split and label != "unsup"
+                          for text in texts)
+        seen = []
+        for path in (directory, directory.parent, archive):          # aclImdb/, its parent, the archive
+            ex = read_examples(path, split=split)
+            assert sorted(zip(ex.labels, ex.texts)) == expected
+            seen.append((ex.labels, ex.texts))
+        assert seen[0] == seen[1] == seen[2]                            # same order from all three
+    with pytest.raises(CorpusError, match="no reviews for split 'valid'"):
+        read_examples(archive, split="valid")
+
+
+def test_csv_tsv_jsonl_and_their_errors(tmp_path):
+    (tmp_path / "d.csv").write_text('review,sentiment\n"Good, really",pos\nBad,neg\n', encoding="utf-8")
+    ex = read_examples(tmp_path / "d.csv", text_column="review", label_column="sentiment")
+    assert ex.texts == ["Good, really", "Bad"] and ex.labels == ["pos", "neg"]
+    (tmp_path / "d.tsv").write_text("text\tlabel\nfine\t3\n", encoding="utf-8")
+    assert read_examples(tmp_path / "d.tsv").labels == ["3"]
+    (tmp_path / "d.jsonl").write_text('{"text": "ok", "label": 1}\n\n{"text": "meh", "label": "x"}\n')
+    assert read_examples(tmp_path / "d.jsonl").labels == ["1", "x"]
+    with pytest.raises(CorpusError, match=r"no column 'text' \(its columns: 'review', 'sentiment'\).*--text-column"):
+        read_examples(tmp_path / "d.csv", label_column="sentiment")
+    with pytest.raises(CorpusError, match="line 1: no key 'review'"):
+        read_examples(tmp_path / "d.jsonl", text_column="review")
+    (tmp_path / "d.txt").write_text("x")
+    with pytest.raises(CorpusError, match="--format"):
+        read_examples(tmp_path / "d.txt")
+
+
+# ----------------------------------------------------------------------------- training and use
+
+POSITIVE, NEGATIVE = ["great", "superb", "loved"], ["awful", "boring", "hated"]
+FILLER = "the movie was a and it film plot acting story".split()
+
+
+def _labelled_csv(path: Path, n: int, seed: int = 0, labels=("good", "bad")) -> Path:
+    """Texts of filler words with one telling word somewhere; the label says which kind."""
+    rng = random.Random(seed)
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["id", "review", "sentiment"])
+        for i in range(n):
+            label = labels[i % len(labels)]
+            words = rng.choices(FILLER, k=rng.randint(2, 12))
+            words.insert(rng.randint(0, len(words)), rng.choice(POSITIVE if label == labels[0] else NEGATIVE))
+            w.writerow([i, " ".join(words), label])
+    return path
+
+
+TINY_MODEL = ClassifierConfig(cell="gru", embed_size=16, hidden_size=16, bidirectional=True, dropout=0.0)
+TINY_TRAIN = TrainConfig(**{**TRAIN_DEFAULTS, "batch_size": 16, "lr": 0.02, "epochs": 8, "warmup_steps": 0, "seed": 1})
+
+
+def test_tiny_labelled_set_is_learned_to_100_percent(tmp_path):
+    data = TextDataConfig(path=str(_labelled_csv(tmp_path / "d.csv", 100)), text_column="review",
+                          label_column="sentiment", min_freq=1)
+    summary = train(data, TINY_MODEL, TINY_TRAIN, tmp_path / "run", quiet=True, log=lambda m: None)
+    assert summary["val_accuracy"] == 1.0
+    clf = load(tmp_path / "run")
+    assert evaluate(clf, data.path)["accuracy"] == 1.0               # every training text too
+    own = evaluate(clf)                                              # no data: the run's validation split
+    assert own["examples"] == 20 and own["loss"] == pytest.approx(summary["val_loss"], rel=1e-6)
+    run = ckpt.read_run(tmp_path / "run")
+    assert run["task"] == "classifier" and run["labels"] == ["bad", "good"]
+    records = ckpt.read_metrics(tmp_path / "run")
+    assert len(records) == 8 and all("val_accuracy" in r for r in records)   # one validation per epoch
+    preds = predict(clf, ["the film was superb", "awful plot", "hated it :("])
+    assert [p.label for p in preds] == ["good", "bad", "bad"]
+    assert all(0.5 < p.probability <= 1 and sum(p.probabilities.values()) == pytest.approx(1) for p in preds)
+
+
+def test_resume_reproduces_the_uninterrupted_run(tmp_path):
+    data = TextDataConfig(path=str(_labelled_csv(tmp_path / "d.csv", 64)), text_column="review",
+                          label_column="sentiment", min_freq=1)
+    cfg = TrainConfig(**{**TRAIN_DEFAULTS, "batch_size": 16, "lr": 0.01, "epochs": 3, "warmup_steps": 2, "seed": 2})
+    model = ClassifierConfig(cell="lstm", embed_size=8, hidden_size=8, pooling="last")
+    quiet = {"quiet": True, "log": lambda m: None}
+    whole = train(data, model, cfg, tmp_path / "whole", **quiet)
+    paused = train(data, model, cfg, tmp_path / "parts", pause_at=5, **quiet)   # mid-epoch (4 steps per epoch)
+    assert paused["paused"] and paused["step"] == 5
+    again = resume(tmp_path / "parts", **quiet)
+    assert again["val_loss"] == pytest.approx(whole["val_loss"], abs=1e-6)
+    timeless = [[{k: v for k, v in r.items() if k not in ("elapsed_s", "tokens_per_s")} for r in ckpt.read_metrics(d)]
+                for d in (tmp_path / "parts", tmp_path / "whole")]
+    assert timeless[0] == timeless[1] and len(timeless[0]) == 3
+    with pytest.raises(ValueError, match="already finished"):
+        resume(tmp_path / "parts", **quiet)
+
+
+def test_early_stopping_ends_a_run_that_stops_improving(tmp_path):
+    # labels independent of the texts: validation loss cannot keep improving while the model memorises
+    path = tmp_path / "noise.csv"
+    rng = random.Random(0)
+    path.write_text("text,label\n" + "".join(f"{' '.join(rng.choices(FILLER, k=6))} w{i},{rng.choice('ab')}\n"
+                                             for i in range(80)))
+    cfg = TrainConfig(**{**TRAIN_DEFAULTS, "batch_size": 8, "lr": 0.03, "epochs": 30, "warmup_steps": 0, "seed": 0})
+    summary = train(TextDataConfig(path=str(path), min_freq=1), TINY_MODEL, cfg, tmp_path / "run",
+                    patience=2, quiet=True, log=lambda m: None)
+    assert summary["stopped_early"] and summary["epochs"] < 30
+    assert summary["step"] - summary["best_step"] == 2 * 8            # 8 steps per epoch
+
+
+# ----------------------------------------------------------------------------- command line
+
+def test_cli_end_to_end_on_a_tiny_csv(tmp_path, capsys, monkeypatch):
+    data = _labelled_csv(tmp_path / "data.csv", 100)
+    test = _labelled_csv(tmp_path / "test.csv", 40, seed=5)
+    run = tmp_path / "runs" / "csv"
+    flags = ["--text-column", "review", "--label-column", "sentiment"]
+    assert main(["classify", "train", str(data), *flags, "--out", str(run), "--cell", "gru", "--bidirectional",
+                 "--embed-size", "16", "--hidden-size", "16", "--dropout", "0", "--min-freq", "1",
+                 "--batch-size", "16", "--lr", "0.02", "--epochs", "8", "--warmup-steps", "0", "--seed", "1",
+                 "--quiet", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["val_accuracy"] == 1.0
+
+    assert main(["classify", "eval", str(run), str(test), *flags, "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert {"accuracy", "loss", "examples"} <= set(result) and result["examples"] == 40
+    assert result["accuracy"] >= 0.95
+
+    assert main(["classify", "predict", str(run), "A superb, moving film."]) == 0
+    label, prob = capsys.readouterr().out.strip().split("\t")
+    assert label == "good" and 0.5 < float(prob) <= 1
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("the plot was boring\nloved the acting\n"))
+    assert main(["classify", "predict", str(run), "--json"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [p["label"] for p in lines] == ["bad", "good"]
+
+    (tmp_path / "reviews.txt").write_text("hated it\ngreat\n")
+    assert main(["classify", "predict", str(run), "--file", str(tmp_path / "reviews.txt")]) == 0
+    assert [line.split("\t")[0] for line in capsys.readouterr().out.splitlines()] == ["bad", "good"]
+
+
+def test_cli_one_line_errors(tmp_path, capsys):
+    data = _labelled_csv(tmp_path / "data.csv", 20)
+    assert main(["classify", "train", str(data), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("rnnkit: error: ") and err.count("\n") == 1 and "--text-column" in err
+    one = tmp_path / "one.csv"
+    one.write_text("text,label\n" + "".join(f"text {i},pos\n" for i in range(10)))
+    assert main(["classify", "train", str(one), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "at least two labels" in err and err.count("\n") == 1
+    assert main(["classify", "eval", str(tmp_path / "missing")]) == 2
+    assert "no such run directory" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_reads_the_real_aclimdb_archive():
+    path = SHARED / "aclImdb_v1.tar.gz"
+    if not path.exists():
+        pytest.skip(f"{path} not found (the IMDb archive lives in ../shared/data beside the repository)")
+    ex = read_examples(path, split="test")
+    assert len(ex) == 25000 and sorted(set(ex.labels)) == ["neg", "pos"]
+
+
+def test_default_budget_is_three_epochs_or_200_steps(tmp_path):
+    data = TextDataConfig(path=str(_labelled_csv(tmp_path / "d.csv", 50)), text_column="review",
+                          label_column="sentiment", min_freq=1)
+    cfg = TrainConfig(**{**TRAIN_DEFAULTS, "batch_size": 8})         # 40 texts: 5 steps per epoch
+    summary = train(data, TINY_MODEL, cfg, tmp_path / "run", pause_at=1, quiet=True, log=lambda m: None)
+    assert summary["paused"] and ckpt.read_run(tmp_path / "run")["train"]["steps"] == 200
+    assert ckpt.read_run(tmp_path / "run")["train"]["warmup_steps"] == 20      # a tenth of the budget
