@@ -3,13 +3,19 @@
 Every cell shares one step signature, ``forward(x_t, state) -> state``, and splits it in two so an
 unroller can batch the work that does not depend on time:
 
-    project(x)          the input half of every gate, W_i· x + b_i·, for any leading shape (one matmul
-                        for all time steps at once)
+    project(x)          the input half of every gate, W_i· x + b_i· (+ b_h· where it only adds), for any
+                        leading shape: one matmul for all time steps at once
     recur(xp_t, state)  the recurrence: combines one step's projected input with the previous state
 
 Parameter names and gate orders follow ``torch.nn.RNNCell``/``LSTMCell``/``GRUCell`` (weight_ih, weight_hh,
 bias_ih, bias_hh; LSTM gates i, f, g, o; GRU gates r, z, n), so weights copy across unchanged and the
-fused layers serve as the numerical reference. Shapes: x_t (B, I), h and c (B, H).
+fused layers serve as the numerical reference (tests/test_cells.py, tests/test_recurrent.py).
+Shapes: x_t (B, I), h and c (B, H), xp_t (B, G·H) with G the number of gate blocks.
+
+Why the steps look terse: on a CPU with small batches, a step costs what its *number* of tensor operations
+costs (each one is a few microseconds of dispatch, forward and backward), not its arithmetic. So the
+recurrent matmul and its additions are one ``addmm``, the three LSTM sigmoids are one call, and the GRU's
+final mix is one ``lerp``. The equations are unchanged; each line says which one it computes.
 """
 
 from __future__ import annotations
@@ -22,7 +28,8 @@ from torch import nn
 
 
 class _Cell(nn.Module):
-    gates = 1  # how many H-wide blocks the input and recurrent projections produce
+    gates = 1              # how many H-wide blocks the input and recurrent projections produce
+    fold_hh_bias = True    # b_hh only ever adds to b_ih, so it joins the input projection (not for GRU)
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True):
         super().__init__()
@@ -41,7 +48,10 @@ class _Cell(nn.Module):
             nn.init.uniform_(p, -bound, bound)
 
     def project(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x, self.weight_ih, self.bias_ih)            # (..., G·H)
+        bias = self.bias_ih
+        if bias is not None and self.fold_hh_bias:
+            bias = bias + self.bias_hh
+        return F.linear(x, self.weight_ih, bias)                    # (..., G·H)
 
     def forward(self, x_t: torch.Tensor, state):
         return self.recur(self.project(x_t), state)
@@ -54,17 +64,17 @@ class _Cell(nn.Module):
 
 
 class ElmanCell(_Cell):
-    """Mikolov et al. 2010, "Recurrent neural network based language model", eq. (2):
+    """Mikolov et al. 2010, "Recurrent neural network based language model", eq. (1)-(2):
 
-        s(t) = sigmoid(U·w(t) + W·s(t-1))
+        x(t) = [w(t), s(t-1)]        s(t) = sigmoid(V·x(t)) = sigmoid(U·w(t) + W·s(t-1))
 
-    The paper's input x(t) is the one-hot word w(t) joined with s(t-1); multiplying that joined vector by
-    one matrix is the same as U·w(t) + W·s(t-1), which is what is computed here (biases added, as in
-    torch's layers). PyTorch has no sigmoid RNN, so this cell is always rnnkit's own.
+    Multiplying the joined vector by one matrix V = [U W] is the same as U·w(t) + W·s(t-1), which is what
+    is computed here, biases added as in torch's layers. PyTorch has no sigmoid RNN, so this cell is always
+    rnnkit's own.
     """
 
-    def recur(self, xp_t, h):
-        return torch.sigmoid(xp_t + F.linear(h, self.weight_hh, self.bias_hh))     # s(t)
+    def recur(self, xp_t, s):
+        return torch.addmm(xp_t, s, self.weight_hh.t()).sigmoid()     # s(t) = σ(U w + b + W s(t-1))
 
 
 class RNNCell(_Cell):
@@ -74,24 +84,29 @@ class RNNCell(_Cell):
     """
 
     def recur(self, xp_t, h):
-        return torch.tanh(xp_t + F.linear(h, self.weight_hh, self.bias_hh))
+        return torch.addmm(xp_t, h, self.weight_hh.t()).tanh()        # h' = tanh(W_ih x + b + W_hh h)
 
 
 class LSTMCell(_Cell):
-    """Long short-term memory (Hochreiter & Schmidhuber 1997; forget gate: Gers et al. 2000)."""
+    """Long short-term memory (Hochreiter & Schmidhuber 1997; forget gate: Gers et al. 2000), as
+    torch.nn.LSTMCell: with a_· = W_i· x + b_i· + W_h· h + b_h·,
+
+        i = σ(a_i)   f = σ(a_f)   g = tanh(a_g)   o = σ(a_o)   c' = f ⊙ c + i ⊙ g   h' = o ⊙ tanh(c')
+    """
 
     gates = 4
 
     def recur(self, xp_t, state):
         h, c = state
-        xi, xf, xg, xo = xp_t.chunk(4, dim=-1)
-        hi, hf, hg, ho = F.linear(h, self.weight_hh, self.bias_hh).chunk(4, dim=-1)
-        i = torch.sigmoid(xi + hi)          # input gate:  how much of the candidate to write
-        f = torch.sigmoid(xf + hf)          # forget gate: how much of the old cell to keep
-        g = torch.tanh(xg + hg)             # candidate cell content
-        o = torch.sigmoid(xo + ho)          # output gate: how much of the cell to expose
-        c = f * c + i * g                   # c' = f ⊙ c + i ⊙ g
-        h = o * torch.tanh(c)               # h' = o ⊙ tanh(c')
+        H = self.hidden_size
+        a = torch.addmm(xp_t, h, self.weight_hh.t())                  # (B, 4H): a_i a_f a_g a_o
+        s = a.sigmoid()                                               # one call for the three σ gates
+        i = s[:, :H]                        # input gate:  how much of the candidate to write
+        f = s[:, H:2 * H]                   # forget gate: how much of the old cell to keep
+        g = a[:, 2 * H:3 * H].tanh()        # candidate cell content
+        o = s[:, 3 * H:]                    # output gate: how much of the cell to expose
+        c = torch.addcmul(f * c, i, g)      # c' = f ⊙ c + i ⊙ g
+        h = o * c.tanh()                    # h' = o ⊙ tanh(c')
         return h, c
 
     def init_state(self, batch_size: int):
@@ -100,17 +115,23 @@ class LSTMCell(_Cell):
 
 
 class GRUCell(_Cell):
-    """Gated recurrent unit (Cho et al. 2014), in torch.nn.GRUCell's form (reset applied after W_hn h)."""
+    """Gated recurrent unit (Cho et al. 2014), in torch.nn.GRUCell's form (reset applied after W_hn h):
+
+        r = σ(W_ir x + b_ir + W_hr h + b_hr)      z = σ(W_iz x + b_iz + W_hz h + b_hz)
+        n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn))      h' = (1 - z) ⊙ n + z ⊙ h
+    """
 
     gates = 3
+    fold_hh_bias = False     # b_hn sits inside r ⊙ (...), so b_hh cannot join the input projection
 
     def recur(self, xp_t, h):
-        xr, xz, xn = xp_t.chunk(3, dim=-1)
-        hr, hz, hn = F.linear(h, self.weight_hh, self.bias_hh).chunk(3, dim=-1)
-        r = torch.sigmoid(xr + hr)          # reset gate: how much of the past enters the candidate
-        z = torch.sigmoid(xz + hz)          # update gate: how much of the old state to keep
-        n = torch.tanh(xn + r * hn)         # candidate state
-        return (1 - z) * n + z * h          # h' = (1 - z) ⊙ n + z ⊙ h
+        H = self.hidden_size
+        hp = F.linear(h, self.weight_hh, self.bias_hh)                # (B, 3H): W_h· h + b_h·
+        rz = (xp_t[:, :2 * H] + hp[:, :2 * H]).sigmoid()
+        r = rz[:, :H]                       # reset gate: how much of the past enters the candidate
+        z = rz[:, H:]                       # update gate: how much of the old state to keep
+        n = torch.tanh(xp_t[:, 2 * H:] + r * hp[:, 2 * H:])          # candidate state
+        return torch.lerp(n, h.to(n.dtype), z)   # h' = n + z ⊙ (h - n); under bf16 autocast n is bf16, h fp32 at first
 
 
 CELLS = {"elman": ElmanCell, "rnn": RNNCell, "lstm": LSTMCell, "gru": GRUCell}

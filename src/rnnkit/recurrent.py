@@ -16,14 +16,26 @@ from torch import nn
 
 from .cells import CELLS
 
-_FUSED = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+
+class _LSTM(nn.LSTM):
+    """torch.nn.LSTM that runs in float32 under CPU bf16 autocast: oneDNN has no bf16 LSTM kernel on CPUs
+    without AVX512-BF16 and fails ("could not create a primitive descriptor"). Same parameters and keys."""
+
+    def forward(self, x, hx=None):
+        if x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+            with torch.autocast("cpu", enabled=False):
+                return super().forward(x.float(), hx)
+        return super().forward(x, hx)
+
+
+_FUSED = {"rnn": nn.RNN, "lstm": _LSTM, "gru": nn.GRU}
 
 
 class Unrolled(nn.Module):
     """Any scratch cell run over time and stacked in layers, with dropout between layers.
 
     Per layer, the input half of every gate is computed for all T steps in one matmul (``project``);
-    only the recurrence itself loops over time.
+    only the recurrence itself loops over time, one ``recur`` call per step.
     """
 
     def __init__(self, cell: str, input_size: int, hidden_size: int, num_layers: int = 1,
@@ -39,26 +51,24 @@ class Unrolled(nn.Module):
         return (h, h.clone()) if self.cell == "lstm" else h
 
     def forward(self, x: torch.Tensor, state=None):
-        # x: (B, T, I) -> out: (B, T, H)
+        # x: (B, T, I), state: (L, B, H) or a pair of them -> out: (B, T, H), state like the input's
         if state is None:
             state = self.init_state(x.shape[0])
         lstm = self.cell == "lstm"
-        finals_h, finals_c = [], []
+        finals = []
         for k, cell in enumerate(self.cells):
-            s = (state[0][k], state[1][k]) if lstm else state[k]
-            xp = cell.project(x)                                    # (B, T, G·H): all steps at once
+            s = (state[0][k], state[1][k]) if lstm else state[k]       # (B, H) each
             outs = []
-            for t in range(xp.shape[1]):
-                s = cell.recur(xp[:, t], s)
-                outs.append(s[0] if lstm else s)                    # (B, H)
-            x = torch.stack(outs, dim=1)                            # (B, T, H)
+            for xp_t in cell.project(x).unbind(1):                     # (B, G·H): all steps in one matmul
+                s = cell.recur(xp_t, s)
+                outs.append(s[0] if lstm else s)
+            x = torch.stack(outs, dim=1)                                # (B, T, H)
             if self.dropout and self.training and k < self.num_layers - 1:
                 x = F.dropout(x, self.dropout, training=True)
-            finals_h.append(s[0] if lstm else s)
-            if lstm:
-                finals_c.append(s[1])
-        h = torch.stack(finals_h)                                   # (L, B, H)
-        return x, ((h, torch.stack(finals_c)) if lstm else h)
+            finals.append(s)
+        if lstm:
+            return x, (torch.stack([h for h, _ in finals]), torch.stack([c for _, c in finals]))
+        return x, torch.stack(finals)                                   # (L, B, H)
 
 
 def make_recurrent(cell: str, input_size: int, hidden_size: int, num_layers: int = 1,
