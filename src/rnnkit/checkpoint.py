@@ -51,9 +51,12 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(e, OSError):          # disk full, quota, permissions: say which file, and that it is safe
+            raise CheckpointError(f"{path}: could not be saved ({e.strerror or e}); "
+                                  f"the previous version of it is kept") from None
         raise
     _fsync_dir(path.parent)
 
@@ -102,9 +105,15 @@ def load_weights(path: str | Path, device: str | torch.device = "cpu") -> dict[s
     if not os.path.exists(path):
         raise CheckpointError(f"{path}: missing")
     try:
-        return load_file(str(path), device=str(device))
+        tensors = load_file(str(path), device=str(device))
     except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(f"{path}: damaged or not a safetensors file ({_short(e)})") from None
+    # safetensors has no checksum: damaged tensor bytes load silently, but inf/nan at least shows
+    bad = [k for k, t in tensors.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if bad:
+        raise CheckpointError(f"{path}: {bad[0]} holds inf or nan values; the file is damaged (or was saved "
+                              f"after training diverged): use the other weights (--weights) or retrain")
+    return tensors
 
 
 def save_state(path: str | Path, state: dict[str, Any]) -> None:
@@ -180,6 +189,11 @@ def read_run(directory: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{d / RUN_FILE}: not an rnnkit run file")
     if run.get("version", 0) > FORMAT_VERSION:
         raise CheckpointError(f"{d / RUN_FILE}: written by a newer rnnkit (format {run.get('version')}); upgrade rnnkit")
+    bad = [k for k, kind in (("task", str), ("model", dict), ("data", dict), ("train", dict), ("vocab", dict))
+           if not isinstance(run.get(k), kind)]
+    if bad:
+        raise CheckpointError(f"{d / RUN_FILE}: damaged ({', '.join(bad)} missing or of the wrong type); "
+                              f"restore it or start a new run")
     return run
 
 
@@ -215,7 +229,7 @@ def read_metrics(directory: str | Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():   # a bad byte spoils one line
         try:
             records.append(json.loads(line))
         except json.JSONDecodeError:

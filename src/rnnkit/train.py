@@ -170,7 +170,8 @@ def _run(run_dir: Path, data_cfg: DataConfig, model_cfg: ModelConfig, cfg: Train
         try:
             trainer.load_state_dict(resumed[2])
         except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as e:
-            why = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+            lines = [line.strip() for line in str(e).splitlines() if line.strip()] or [type(e).__name__]
+            why = lines[1 if len(lines) > 1 and lines[0].endswith(":") else 0][:200]   # skip "Error(s) in ...:"
             raise ckpt.CheckpointError(f"{run_dir / ckpt.STATE}: does not fit the run described in run.json "
                                        f"({why}); was either file edited or replaced?") from None
         ckpt.remove_stale_temps(run_dir)
@@ -191,7 +192,8 @@ def _run(run_dir: Path, data_cfg: DataConfig, model_cfg: ModelConfig, cfg: Train
         f"{cfg.time_budget:g}s of training" if cfg.time_budget else "") if b)
     say(f"{describe(data_cfg)}: {data.chars:,} chars, vocab {len(data.vocab)}, train {len(data.train):,} / "
         f"val {len(data.val):,} (read in {time.perf_counter() - t_read:.1f}s)")
-    say(f"model: {model_cfg.num_layers}x{model_cfg.hidden_size} {model_cfg.cell} ({model_cfg.backend}), "
+    say(f"model: {model_cfg.num_layers}x{model_cfg.hidden_size} {model_cfg.cell} "
+        f"({'scratch' if model_cfg.cell == 'elman' else model_cfg.backend}), "
         f"{'embedding ' + str(model_cfg.embed_size) if model_cfg.embed_size else 'one-hot input'}, "
         f"{model.num_parameters():,} parameters on {device}, {cfg.precision}")
     say(f"training: {cfg.batching} batches {cfg.batch_size}x{cfg.seq_len}, {cfg.optimizer} lr {cfg.lr:g} "
@@ -265,5 +267,6 @@ def load(run_dir: str | Path, *, weights: str = "best", device: str | torch.devi
     try:
         model.load_state_dict(state)
     except RuntimeError as e:
-        raise ckpt.CheckpointError(f"{path}: weights do not fit the model in run.json ({str(e).splitlines()[0]})") from None
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()]   # [0] is "Error(s) in loading ...:"
+        raise ckpt.CheckpointError(f"{path}: weights do not fit the model in run.json ({lines[-1][:200]})") from None
     return LoadedLM(model.to(device).eval(), CharVocab.from_dict(run["vocab"]), run, path)

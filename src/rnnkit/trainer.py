@@ -27,6 +27,7 @@ from .evaluate import autocast
 
 class Task(Protocol):
     unit: str                                            # what throughput counts: "chars", "tokens", ...
+    command: str                                         # optional; resumes it: "rnnkit train" if absent
 
     def loss(self, model, batch) -> torch.Tensor: ...    # mean loss of one training batch (a graph)
     def units(self, batch) -> int: ...                  # how many units the batch holds
@@ -276,10 +277,10 @@ class Trainer:
                 if self.device.type == "cuda" and p.step % log_every == 0:
                     torch.cuda.synchronize()
                 p.train_time += time.perf_counter() - t0
+                bar.update(p.step - bar.n)                  # cheap: tqdm redraws at most once a second
 
                 if p.step % log_every == 0 or self.done():
                     mean = check_finite()
-                    bar.update(p.step - bar.n)
                     bar.set_postfix_str(f"loss {mean:.3f}, {p.units / max(p.train_time, 1e-9):,.0f} {self.task.unit}/s"
                                         + (f", {self._time_left()}" if cfg.time_budget else ""), refresh=False)
 
@@ -301,8 +302,9 @@ class Trainer:
                     save_open_window()
                     name = "Ctrl-C" if self._stop_signal == signal.SIGINT else "SIGTERM"
                     code = 130 if self._stop_signal == signal.SIGINT else 143
+                    command = getattr(self.task, "command", "rnnkit train")
                     raise TrainingStopped(f"{name}: saved a resumable checkpoint at step {p.step} in "
-                                          f"{self.run_dir}; continue with: rnnkit train --resume {self.run_dir}", code)
+                                          f"{self.run_dir}; continue with: {command} --resume {self.run_dir}", code)
         bar.close()
         return record
 

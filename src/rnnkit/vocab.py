@@ -7,7 +7,7 @@ from typing import Iterable, Sequence
 
 import torch
 
-_CHUNK = 1 << 23  # characters encoded at a time: bounds the temporary UTF-32 copy to 32 MiB
+_CHUNK = 1 << 20  # characters encoded at a time: bounds the temporaries to about 12 MiB
 
 
 def compact_dtype(n: int) -> torch.dtype:
@@ -33,7 +33,8 @@ class CharVocab:
         self.chars = chars
         self.index = {c: i for i, c in enumerate(chars)}
         codes = torch.tensor([ord(c) for c in chars], dtype=torch.int64)
-        self._lut = torch.full((int(codes.max()) + 1,), -1, dtype=torch.int32)
+        # Code point -> id; the last entry (-1) stands for every code point beyond the largest known one.
+        self._lut = torch.full((int(codes.max()) + 2,), -1, dtype=torch.int32)
         self._lut[codes] = torch.arange(len(chars), dtype=torch.int32)
 
     @classmethod
@@ -61,24 +62,22 @@ class CharVocab:
         ``unknown``). Encoding goes through UTF-32 code points in chunks, so a 100 MB text costs one
         compact copy plus a bounded temporary.
         """
-        parts = []
+        out = torch.empty(len(text), dtype=self.dtype)
+        n, beyond = 0, len(self._lut) - 1
         for start in range(0, len(text), _CHUNK):
             chunk = text[start:start + _CHUNK]
-            # surrogatepass: a lone surrogate (from a command-line prompt, say) is a code point like any other
-            codes = torch.frombuffer(bytearray(chunk.encode("utf-32-le", "surrogatepass")), dtype=torch.int32).long()
-            inside = codes < len(self._lut)
-            ids = torch.full_like(codes, -1, dtype=torch.int32)
-            ids[inside] = self._lut[codes[inside]]
+            # surrogatepass: a lone surrogate (a command-line prompt's undecodable byte) is a code point too
+            codes = torch.frombuffer(bytearray(chunk.encode("utf-32-le", "surrogatepass")), dtype=torch.int32)
+            ids = self._lut[codes.clamp(max=beyond)]                # int32 indices: no int64 copy
             bad = ids < 0
             if bad.any():
                 if not skip_unknown:
                     c = chr(int(codes[bad][0]))
                     raise KeyError(f"character {c!r} is not in the vocabulary")
                 ids = ids[~bad]
-            parts.append(ids.to(self.dtype))
-        if not parts:
-            return torch.empty(0, dtype=self.dtype)
-        return torch.cat(parts) if len(parts) > 1 else parts[0]
+            out[n:n + len(ids)] = ids
+            n += len(ids)
+        return out if n == len(out) else out[:n].clone()
 
     def decode(self, ids: Iterable[int] | torch.Tensor) -> str:
         if isinstance(ids, torch.Tensor):
