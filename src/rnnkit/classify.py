@@ -478,8 +478,9 @@ def train(data: TextDataConfig, model: ClassifierConfig, train: TrainConfig, out
     """
     if patience is not None and patience < 1:
         raise ValueError(f"patience must be at least 1 epoch, got {patience}")
-    run_dir = ckpt.prepare_run_dir(out, overwrite=overwrite)
-    return _run(run_dir, data, model, train, patience, None, quiet=quiet, log=log, pause_at=pause_at)
+    ckpt.check_run_dir(out, overwrite=overwrite)   # refuse early; replace an old run only once the data is good
+    return _run(Path(out), data, model, train, patience, None, quiet=quiet, log=log, pause_at=pause_at,
+                overwrite=overwrite)
 
 
 def resume(out: str | Path, *, overrides: Optional[dict] = None, data_path: Optional[str] = None,
@@ -503,7 +504,8 @@ def resume(out: str | Path, *, overrides: Optional[dict] = None, data_path: Opti
 
 
 def _run(run_dir: Path, data_cfg: TextDataConfig, model_cfg: ClassifierConfig, cfg: TrainConfig,
-         patience: Optional[int], resumed, *, quiet: bool, log, pause_at: Optional[int]) -> dict:
+         patience: Optional[int], resumed, *, quiet: bool, log, pause_at: Optional[int],
+         overwrite: bool = False) -> dict:
     say = log or (lambda msg: print(msg, file=sys.stderr))
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -538,6 +540,7 @@ def _run(run_dir: Path, data_cfg: TextDataConfig, model_cfg: ClassifierConfig, c
                              f"--epochs, --steps or --time-budget to train on")
         say(f"resuming {run_dir} at step {trainer.progress.step} ({trainer.progress.train_time:.0f}s trained)")
     else:
+        ckpt.prepare_run_dir(run_dir, overwrite=overwrite)
         ckpt.write_run(run_dir, {
             "task": "classifier", "model": to_dict(model_cfg), "data": to_dict(data_cfg), "train": to_dict(cfg),
             "patience": patience, "labels": data.labels, "vocab": data.vocab.to_dict(),
