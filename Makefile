@@ -20,7 +20,7 @@ install: $(STAMP)
 # A small LSTM on the bundled Molière corpus, about two minutes on a laptop CPU.
 run: $(STAMP)
 	$(BIN)/rnnkit train --corpus moliere --cell lstm --layers 1 --hidden-size 256 --embed-size 64 \
-		--time-budget 100s --eval-every 25s --out runs/demo --overwrite
+		--time-budget 90s --eval-every 30s --eval-chars 30000 --out runs/demo --overwrite
 	@echo
 	@echo "--- sample (temperature 0.8) ---"
 	$(BIN)/rnnkit sample runs/demo --prompt "VALÈRE." --length 300 --temperature 0.8 --seed 1

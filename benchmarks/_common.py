@@ -1,0 +1,98 @@
+"""Shared by the benchmark scripts: timing, the machine line, tables, and docs/benchmarks.md sections.
+
+Each script owns one section of docs/benchmarks.md, delimited by ``<!-- name:start -->`` and
+``<!-- name:end -->``; running the script replaces that section and leaves the others alone.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs" / "benchmarks.md"
+SHARED = ROOT / ".." / "shared"
+HEADER = """# Benchmarks
+
+Figures measured by the scripts in `benchmarks/`, each run by hand on a shared machine and written here by
+the script itself (command, machine, date). The machine is noisy: every comparison is run side by side in
+one process, alternating A B A B, and the ratios (medians) are what to quote; absolute rates vary with load.
+"""
+
+
+def machine() -> str:
+    """One line: CPU model, cores, vector extensions, torch version and threads."""
+    model, flags = platform.processor() or "unknown CPU", set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name") and model in ("", "unknown CPU", platform.processor()):
+                model = line.split(":", 1)[1].strip()
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    isa = "AVX-512" if "avx512f" in flags else "AVX2, no AVX-512" if "avx2" in flags else "no AVX2"
+    if "avx512_bf16" in flags or "amx_bf16" in flags:
+        isa += ", bf16 instructions"
+    return (f"{model}, {os.cpu_count()} cores, {isa}; torch {torch.__version__}, "
+            f"{torch.get_num_threads()} threads; Python {platform.python_version()}")
+
+
+def timed(fn: Callable[[], object]) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def alternate(runs: dict[str, Callable[[], float]], rounds: int) -> dict[str, float]:
+    """Run every contender once per round, in turn (A B A B ...); the median of what each returns."""
+    seen: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(rounds):
+        for name, fn in runs.items():
+            seen[name].append(fn())
+    return {name: statistics.median(v) for name, v in seen.items()}
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """A GitHub markdown table (also readable as plain text)."""
+    cells = [[str(c) for c in header]] + [[_fmt(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    line = lambda r: "| " + " | ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))) + " |"
+    sep = "|" + "|".join(("-" * (w + 1) + ":") if i else (":" + "-" * (w + 1)) for i, w in enumerate(widths)) + "|"
+    return "\n".join([line(cells[0]), sep] + [line(r) for r in cells[1:]])
+
+
+def _fmt(c: object) -> str:
+    if isinstance(c, float):
+        return f"{c:,.2f}" if abs(c) < 100 else f"{c:,.0f}"
+    if isinstance(c, int):
+        return f"{c:,}"
+    return str(c)
+
+
+def write_section(name: str, title: str, body: str) -> None:
+    """Replace (or append) section ``name`` of docs/benchmarks.md with ``body``, stamped with the command,
+    machine and date."""
+    command = "python " + " ".join([os.path.relpath(sys.argv[0], ROOT)] + sys.argv[1:])
+    stamp = (f"Command: `{command}`  \nMachine: {machine()}  \n"
+             f"Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC")
+    block = f"<!-- {name}:start -->\n## {title}\n\n{stamp}\n\n{body.strip()}\n<!-- {name}:end -->"
+    text = DOCS.read_text(encoding="utf-8") if DOCS.exists() else HEADER
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    if start in text and end in text:
+        text = text[:text.index(start)] + block + text[text.index(end) + len(end):]
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    DOCS.parent.mkdir(parents=True, exist_ok=True)
+    tmp = DOCS.with_suffix(".md.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, DOCS)
+    print(f"wrote section {name!r} of {os.path.relpath(DOCS)}")

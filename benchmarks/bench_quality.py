@@ -1,0 +1,98 @@
+"""Quality per budget: best validation loss after BUDGET_S seconds of training, rnnkit vs the plain trainer.
+
+Runs, one after the other (never side by side: each wants both cores),
+
+  plain    ../shared/bench/plain_lstm_trainer.py CORPUS  (2x384 LSTM, embedding 128, dropout 0.2, Adam 2e-3
+           with cosine decay, clip 1.0, consecutive 64x100 batches; its last 10% held out)
+  rnnkit   rnnkit train CORPUS --time-budget BUDGET_S [RECIPE FLAGS]  (rnnkit's defaults unless flags are
+           given after --; its last 10% held out, the same split)
+
+Both budgets count training time only (evaluation excluded). The loss is nats per character on the whole
+held-out tail: the plain trainer's best periodic evaluation, rnnkit's final evaluation of its best weights.
+Takes about 2 x BUDGET_S plus evaluation: run it under the CPU lock, e.g.
+
+    BUDGET_S=600 flock /tmp/rnnkit-cpu.lock python benchmarks/bench_quality.py ../shared/data/tinyshakespeare.txt
+    BUDGET_S=600 flock /tmp/rnnkit-cpu.lock python benchmarks/bench_quality.py ../shared/data/moliere.txt -- \\
+        --hidden-size 512 --dropout 0.1
+
+usage: bench_quality.py CORPUS [--label NAME] [--only plain|rnnkit] [--no-write] [-- RNNKIT TRAIN FLAGS...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from _common import ROOT, SHARED, table, write_section
+
+PLAIN = SHARED / "bench" / "plain_lstm_trainer.py"
+
+
+def last_json(stdout: str) -> dict:
+    for line in reversed(stdout.strip().splitlines()):
+        if line.startswith("{"):
+            return json.loads(line)
+    raise RuntimeError("no JSON summary in the output:\n" + stdout[-2000:])
+
+
+def run_plain(corpus: str, budget: float) -> dict:
+    env = dict(os.environ, BUDGET_S=str(budget))
+    done = subprocess.run([sys.executable, str(PLAIN), corpus], env=env, capture_output=True, text=True, check=True)
+    r = last_json(done.stdout)
+    return {"best_val": r["best_val_nats"], "steps": r["steps"], "chars_per_s": r["train_chars_per_s"],
+            "train_s": r["train_time_s"], "what": r["model"]}
+
+
+def run_rnnkit(corpus: str, budget: float, flags: list[str]) -> dict:
+    rnnkit = Path(sys.executable).with_name("rnnkit")
+    with tempfile.TemporaryDirectory(prefix="rnnkit-quality-") as tmp:
+        cmd = [str(rnnkit), "train", corpus, "--time-budget", f"{budget:g}s", "--out", f"{tmp}/run",
+               "--quiet", "--json", "--threads", "2", *flags]
+        done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        r = last_json(done.stdout)
+        run = json.loads(Path(tmp, "run", "run.json").read_text())
+    m = run["model"]
+    return {"best_val": r["val_nats_per_char"], "steps": r["step"], "chars_per_s": r["chars_per_s"],
+            "train_s": r["train_time_s"],
+            "what": f"{m['num_layers']}x{m['hidden_size']} {m['cell']} emb{m['embed_size']} dropout{m['dropout']} "
+                    + " ".join(flags)}
+
+
+def main() -> None:
+    argv = sys.argv[1:]
+    flags = argv[argv.index("--") + 1:] if "--" in argv else []
+    argv = argv[: argv.index("--")] if "--" in argv else argv
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("corpus", help="UTF-8 text file")
+    ap.add_argument("--label", help="section name in docs/benchmarks.md (default: the file's name)")
+    ap.add_argument("--only", choices=("plain", "rnnkit"), help="run one side only")
+    ap.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
+    args = ap.parse_args(argv)
+    budget = float(os.environ.get("BUDGET_S", 600))
+    corpus = str(Path(args.corpus).resolve())
+    label = args.label or Path(corpus).stem
+    results = {}
+    if args.only != "rnnkit":
+        results["plain trainer"] = run_plain(corpus, budget)
+        print("plain", results["plain trainer"], file=sys.stderr, flush=True)
+    if args.only != "plain":
+        results["rnnkit"] = run_rnnkit(corpus, budget, flags)
+        print("rnnkit", results["rnnkit"], file=sys.stderr, flush=True)
+    rows = [[name, r["what"], f"{r['best_val']:.4f}", r["steps"], r["chars_per_s"], r["train_s"]]
+            for name, r in results.items()]
+    text = table(["trainer", "model / recipe", "best val nats/char", "steps", "train chars/s", "train s"], rows)
+    print(text)
+    if not args.no_write:
+        body = (f"Corpus `{os.path.relpath(corpus, ROOT)}` (last 10% held out), training budget {budget:g} s "
+                f"(evaluation not counted). rnnkit flags: `{shlex.join(flags) or '(defaults)'}`.\n\n" + text)
+        write_section(f"bench_quality_{label}", f"Quality per budget: {label}, {budget:g} s", body)
+
+
+if __name__ == "__main__":
+    main()
