@@ -35,7 +35,7 @@ from .corpus import CorpusError
 from .evaluate import autocast
 from .models import SequenceClassifier
 from .text import UNK_ID, WordVocab, tokenize
-from .trainer import Trainer, TrainingStopped
+from .trainer import Trainer, TrainingStopped, resolve_device
 
 # What `rnnkit classify train` uses where TrainConfig's language-model defaults do not fit: validation at
 # each epoch's end (the IMDb configuration in docs/classify.md).
@@ -461,11 +461,6 @@ def prepare_data(cfg: TextDataConfig, seed: int, *, vocab: Optional[WordVocab] =
 
 # ----------------------------------------------------------------------------- training
 
-def _resolve_device(name: str) -> torch.device:
-    from .train import resolve_device
-    return resolve_device(name)
-
-
 def train(data: TextDataConfig, model: ClassifierConfig, train: TrainConfig, out: str | Path, *,
           patience: Optional[int] = None, overwrite: bool = False, quiet: bool = False,
           pause_at: Optional[int] = None, log: Callable[[str], None] | None = None) -> dict:
@@ -509,7 +504,7 @@ def _run(run_dir: Path, data_cfg: TextDataConfig, model_cfg: ClassifierConfig, c
     say = log or (lambda msg: print(msg, file=sys.stderr))
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    device = _resolve_device(cfg.device)
+    device = resolve_device(cfg.device)
     t_read = time.perf_counter()
     data = prepare_data(data_cfg, cfg.seed, vocab=resumed[1] if resumed else None,
                         labels=resumed[0]["labels"] if resumed else None)
@@ -625,7 +620,7 @@ def load(run_dir: str | Path, *, weights: str = "best", device: str | torch.devi
                                    f"(use rnnkit eval/sample for language models)")
     model_cfg = from_dict(ClassifierConfig, run["model"], source=f"{run_dir}/run.json model")
     data_cfg = from_dict(TextDataConfig, run["data"], source=f"{run_dir}/run.json data")
-    device = _resolve_device(device) if isinstance(device, str) else device
+    device = resolve_device(device) if isinstance(device, str) else device
     model = SequenceClassifier(model_cfg)
     path = ckpt.weights_path(run_dir, weights)
     try:

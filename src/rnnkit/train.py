@@ -23,19 +23,11 @@ from .evaluate import evaluate_stream
 from .metrics import LMScore
 from .models import CharLM
 from .recurrent import detach_state
-from .trainer import Trainer
+from .trainer import Trainer, resolve_device
 from .vocab import CharVocab, describe_unknown
 
 DEFAULT_TIME_BUDGET = 600.0   # seconds, when no --steps/--epochs/--time-budget is given
 RESUMABLE_FIELDS = ("steps", "epochs", "time_budget", "eval_every", "eval_every_s", "eval_chars", "device", "threads")
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda: no CUDA GPU is available to PyTorch here; use --device cpu or auto")
-    return torch.device(name)
 
 
 def fingerprint(text: str) -> str:
