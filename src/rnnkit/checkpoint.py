@@ -147,10 +147,6 @@ def remove_stale_temps(directory: str | Path) -> None:
             tmp.unlink(missing_ok=True)
 
 
-def is_run(directory: str | Path) -> bool:
-    return (Path(directory) / RUN_FILE).exists()
-
-
 def check_run_dir(directory: str | Path, *, overwrite: bool) -> list[str]:
     """Refuse ``directory`` for a new run if it is a file, or holds another run and not ``overwrite``;
     returns the run files it holds. Touches nothing, so a new run can check before reading its data."""

@@ -35,6 +35,7 @@ from .corpus import CorpusError
 from .evaluate import autocast
 from .models import SequenceClassifier
 from .text import UNK_ID, WordVocab, tokenize
+from .metrics import ClassifyScore
 from .trainer import Trainer, TrainingStopped, resolve_device
 
 # What `rnnkit classify train` uses where TrainConfig's language-model defaults do not fit: validation at
@@ -302,24 +303,6 @@ class BucketBatches:
 
 
 # ----------------------------------------------------------------------------- scores and the task
-
-@dataclass(frozen=True)
-class ClassifyScore:
-    nll: float          # summed cross-entropy over the examples, in nats
-    correct: int        # argmax predictions equal to the label
-    examples: int
-
-    @property
-    def loss(self) -> float:
-        return self.nll / self.examples if self.examples else float("nan")
-
-    @property
-    def accuracy(self) -> float:
-        return self.correct / self.examples if self.examples else float("nan")
-
-    def to_dict(self) -> dict:
-        return {"accuracy": self.accuracy, "loss": self.loss, "examples": self.examples, "correct": self.correct}
-
 
 def _length_batches(seqs: Sequence[torch.Tensor], batch_size: int) -> Iterable[list[int]]:
     """Indices in batches of similar length (inference only: the order does not matter)."""

@@ -1,6 +1,8 @@
 """Scores computed once from sums: total negative log-likelihood in nats and the number of predictions.
 
     nats/char = NLL / n        perplexity = exp(NLL / n)        bits/char = NLL / (n · ln 2)
+
+and, for classifiers, loss = NLL / examples and accuracy = correct / examples.
 """
 
 from __future__ import annotations
@@ -37,5 +39,19 @@ class LMScore:
                 "bits_per_char": self.bits_per_char, "chars": self.chars}
 
 
-def accuracy(correct: int, total: int) -> float:
-    return correct / total if total else float("nan")
+@dataclass(frozen=True)
+class ClassifyScore:
+    nll: float          # summed cross-entropy over the examples, in nats
+    correct: int        # argmax predictions equal to the label
+    examples: int
+
+    @property
+    def loss(self) -> float:
+        return self.nll / self.examples if self.examples else float("nan")
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / self.examples if self.examples else float("nan")
+
+    def to_dict(self) -> dict:
+        return {"accuracy": self.accuracy, "loss": self.loss, "examples": self.examples, "correct": self.correct}
