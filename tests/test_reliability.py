@@ -430,3 +430,35 @@ def test_state_from_another_model_is_refused(tmp_path, small_run, capsys):
     assert cli.main(["sample", str(run), "--length", "3"]) == 2
     err = capsys.readouterr().err
     assert "weights do not fit the model in run.json" in err and err.count("\n") == 1
+
+
+def test_a_second_training_in_the_same_run_directory_is_refused(tmp_path, capsys):
+    """Two processes checkpointing into one directory would interleave their files: the second is refused
+    with one line, and the first one's files are untouched."""
+    from rnnkit import checkpoint as ckpt
+    from rnnkit.cli import main
+
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("abcdefghijklmnopqrstuvwxyz\n" * 200, encoding="utf-8")
+    run = tmp_path / "run"
+    flags = ["--steps", "2", "--hidden-size", "8", "--embed-size", "4", "--batch-size", "2", "--seq-len", "8",
+             "--quiet", "--threads", "1"]
+    assert main(["train", str(corpus), "--out", str(run), *flags]) == 0
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    capsys.readouterr()
+    with ckpt.run_lock(run):                                   # as if another process were training there
+        assert main(["train", "--resume", str(run), "--steps", "4", "--quiet"]) == 2
+        assert main(["train", str(corpus), "--out", str(run), "--overwrite", *flags]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and all("is in use by another rnnkit process" in line for line in err)
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+    assert main(["train", "--resume", str(run), "--steps", "4", "--quiet"]) == 0    # free again
+
+
+def test_a_failed_new_run_leaves_no_directory_behind(tmp_path):
+    from rnnkit.cli import main
+
+    empty = tmp_path / "empty.txt"
+    empty.write_text("", encoding="utf-8")
+    assert main(["train", str(empty), "--out", str(tmp_path / "a" / "b"), "--quiet"]) == 2
+    assert not (tmp_path / "a").exists()

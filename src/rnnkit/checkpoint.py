@@ -19,8 +19,14 @@ import json
 import math
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
+
+try:
+    import fcntl
+except ImportError:             # Windows: no advisory locks; two trainings in one directory are not caught
+    fcntl = None
 
 import torch
 from safetensors import SafetensorError
@@ -170,6 +176,34 @@ def prepare_run_dir(directory: str | Path, *, overwrite: bool) -> Path:
         remove_stale_temps(d)
     d.mkdir(parents=True, exist_ok=True)
     return d
+
+
+@contextmanager
+def run_lock(directory: str | Path) -> Iterator[Path]:
+    """Hold ``directory`` for one training process: a second ``train``/``resume`` on the same run directory
+    (another terminal, a forgotten background job) is refused instead of interleaving its checkpoints with
+    this one's. An advisory lock on the directory itself, released when the process ends however it ends.
+    A directory created here and still empty on the way out (the run failed before writing) is removed."""
+    d = Path(directory)
+    created = [a for a in [d, *d.parents] if not a.exists()]     # innermost first
+    d.mkdir(parents=True, exist_ok=True)
+    fd = os.open(d, os.O_RDONLY)
+    try:
+        if fcntl is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise CheckpointError(f"{d} is in use by another rnnkit process that is training there; wait for "
+                                      f"it to finish (or stop it: Ctrl-C saves a checkpoint), or choose another "
+                                      f"--out") from None
+        yield d
+    finally:
+        os.close(fd)
+        for a in created:
+            try:
+                a.rmdir()          # fails, as it should, once the run has written anything
+            except OSError:
+                break
 
 
 def read_run(directory: str | Path) -> dict[str, Any]:

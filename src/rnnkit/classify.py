@@ -457,8 +457,9 @@ def train(data: TextDataConfig, model: ClassifierConfig, train: TrainConfig, out
     if patience is not None and patience < 1:
         raise ValueError(f"patience must be at least 1 epoch, got {patience}")
     ckpt.check_run_dir(out, overwrite=overwrite)   # refuse early; replace an old run only once the data is good
-    return _run(Path(out), data, model, train, patience, None, quiet=quiet, log=log, pause_at=pause_at,
-                overwrite=overwrite)
+    with ckpt.run_lock(out):
+        return _run(Path(out), data, model, train, patience, None, quiet=quiet, log=log, pause_at=pause_at,
+                    overwrite=overwrite)
 
 
 def resume(out: str | Path, *, overrides: Optional[dict] = None, data_path: Optional[str] = None,
@@ -476,9 +477,11 @@ def resume(out: str | Path, *, overrides: Optional[dict] = None, data_path: Opti
         data = dataclasses.replace(data, path=data_path)      # a moved file: fine if the texts are the same
     model = from_dict(ClassifierConfig, run["model"], source=f"{out}/run.json model")
     cfg = dataclasses.replace(from_dict(TrainConfig, run["train"], source=f"{out}/run.json train"), **(overrides or {}))
-    state = ckpt.load_state(Path(out) / ckpt.STATE)
-    resumed = (run, WordVocab.from_dict(run["vocab"]), state)
-    return _run(Path(out), data, model, cfg, run.get("patience"), resumed, quiet=quiet, log=log, pause_at=pause_at)
+    with ckpt.run_lock(out):
+        state = ckpt.load_state(Path(out) / ckpt.STATE)
+        resumed = (run, WordVocab.from_dict(run["vocab"]), state)
+        return _run(Path(out), data, model, cfg, run.get("patience"), resumed, quiet=quiet, log=log,
+                    pause_at=pause_at)
 
 
 def _run(run_dir: Path, data_cfg: TextDataConfig, model_cfg: ClassifierConfig, cfg: TrainConfig,

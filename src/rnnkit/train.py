@@ -110,7 +110,9 @@ def train(data: DataConfig, model: ModelConfig, train: TrainConfig, out: str | P
     if train.steps is None and train.epochs is None and train.time_budget is None:
         train = dataclasses.replace(train, time_budget=DEFAULT_TIME_BUDGET)
     ckpt.check_run_dir(out, overwrite=overwrite)   # refuse early; replace the old run only once the data is good
-    return _run(Path(out), data, model, train, None, quiet=quiet, log=log, pause_at=pause_at, overwrite=overwrite)
+    with ckpt.run_lock(out):
+        return _run(Path(out), data, model, train, None, quiet=quiet, log=log, pause_at=pause_at,
+                    overwrite=overwrite)
 
 
 def resume(out: str | Path, *, overrides: Optional[dict] = None, data_path: Optional[str] = None,
@@ -134,8 +136,10 @@ def resume(out: str | Path, *, overrides: Optional[dict] = None, data_path: Opti
     if overrides:
         train_cfg = dataclasses.replace(train_cfg, **overrides)
     vocab = CharVocab.from_dict(run["vocab"])
-    state = ckpt.load_state(Path(out) / ckpt.STATE)
-    return _run(Path(out), data, model, train_cfg, (run, vocab, state), quiet=quiet, log=log, pause_at=pause_at)
+    with ckpt.run_lock(out):
+        state = ckpt.load_state(Path(out) / ckpt.STATE)
+        return _run(Path(out), data, model, train_cfg, (run, vocab, state), quiet=quiet, log=log,
+                    pause_at=pause_at)
 
 
 def _run(run_dir: Path, data_cfg: DataConfig, model_cfg: ModelConfig, cfg: TrainConfig, resumed,
