@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime
 import os
 import platform
+import re
 import statistics
 import sys
 import time
@@ -18,7 +19,9 @@ from typing import Callable, Sequence
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-DOCS = ROOT / "docs" / "benchmarks.md"
+# RNNKIT_BENCH_DOCS redirects the sections elsewhere (a run on a borrowed GPU machine writes its copy
+# there, and ``python benchmarks/_common.py merge COPY`` brings its sections back into docs/benchmarks.md).
+DOCS = Path(os.environ.get("RNNKIT_BENCH_DOCS") or ROOT / "docs" / "benchmarks.md")
 SHARED = ROOT / ".." / "shared"
 HEADER = """# Benchmarks
 
@@ -42,8 +45,10 @@ def machine() -> str:
     isa = "AVX-512" if "avx512f" in flags else "AVX2, no AVX-512" if "avx2" in flags else "no AVX2"
     if "avx512_bf16" in flags or "amx_bf16" in flags:
         isa += ", bf16 instructions"
+    gpu = (f"; GPU {torch.cuda.get_device_name()} (CUDA {torch.version.cuda}, "
+           f"cuDNN {torch.backends.cudnn.version()})" if torch.cuda.is_initialized() else "")
     return (f"{model}, {os.cpu_count()} cores, {isa}; torch {torch.__version__}, "
-            f"{torch.get_num_threads()} threads; Python {platform.python_version()}")
+            f"{torch.get_num_threads()} threads; Python {platform.python_version()}{gpu}")
 
 
 def timed(fn: Callable[[], object]) -> float:
@@ -85,6 +90,11 @@ def write_section(name: str, title: str, body: str) -> None:
     stamp = (f"Command: `{command}`  \nMachine: {machine()}  \n"
              f"Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC")
     block = f"<!-- {name}:start -->\n## {title}\n\n{stamp}\n\n{body.strip()}\n<!-- {name}:end -->"
+    _replace_block(name, block)
+    print(f"wrote section {name!r} of {os.path.relpath(DOCS)}")
+
+
+def _replace_block(name: str, block: str) -> None:
     text = DOCS.read_text(encoding="utf-8") if DOCS.exists() else HEADER
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
     if start in text and end in text:
@@ -95,4 +105,18 @@ def write_section(name: str, title: str, body: str) -> None:
     tmp = DOCS.with_suffix(".md.tmp")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, DOCS)
-    print(f"wrote section {name!r} of {os.path.relpath(DOCS)}")
+
+
+def merge(path: Path) -> None:
+    """Copy every section of another benchmarks.md (say, one written on a GPU machine) into DOCS."""
+    text = path.read_text(encoding="utf-8")
+    for m in re.finditer(r"<!-- (\S+):start -->.*?<!-- \1:end -->", text, flags=re.S):
+        _replace_block(m.group(1), m.group(0))
+        print(f"merged section {m.group(1)!r} into {os.path.relpath(DOCS)}")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "merge":
+        merge(Path(sys.argv[2]))
+    else:
+        sys.exit("usage: python benchmarks/_common.py merge OTHER_BENCHMARKS.md")

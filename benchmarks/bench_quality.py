@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -91,7 +92,7 @@ def main() -> None:
     if not args.no_write:
         body = (f"Corpus `{os.path.relpath(corpus, ROOT)}` (last 10% held out), training budget {budget:g} s "
                 f"(evaluation not counted). rnnkit flags: `{shlex.join(flags) or '(defaults)'}`.\n\n" + text)
-        write_section(f"bench_quality_{label}", f"Quality per budget: {label}, {budget:g} s", body)
+        write_section("bench_quality_" + re.sub(r"\W+", "_", label), f"Quality per budget: {label}, {budget:g} s", body)
 
 
 if __name__ == "__main__":

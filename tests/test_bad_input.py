@@ -92,9 +92,9 @@ CASES = {
     "empty file": (["train", "{d}/empty.txt", "--out", "{d}/new"], ["empty.txt is empty"]),
     "only a BOM": (["train", "{d}/bom.txt", "--out", "{d}/new"], ["bom.txt holds no text"]),
     "shorter than a batch": (["train", "{d}/short.txt", "--steps", "1", "--out", "{d}/new"],
-                             ["fewer than one batch", "--batch-size 64 x --seq-len 100", "--seq-len"]),
+                             ["fewer than one batch", "--batch-size 64 x --seq-len 50", "--seq-len"]),
     "shorter than a random chunk": (["train", "{d}/short.txt", "--batching", "random", "--steps", "1",
-                                     "--out", "{d}/new"], ["fewer than --seq-len 100 + 1", "--seq-len"]),
+                                     "--out", "{d}/new"], ["fewer than --seq-len 50 + 1", "--seq-len"]),
     "binary file": (["train", "{d}/binary.bin", "--out", "{d}/new"], ["binary file", "NUL byte at offset 0"]),
     "invalid utf-8": (["train", "{d}/latin1.txt", "--out", "{d}/new"],
                       ["not valid utf-8", "byte 0xe8 at offset 4", "--encoding", "--errors replace"]),
@@ -256,7 +256,7 @@ def test_overwrite_replaces_a_run_only_when_asked(files, capsys, tmp_path):
 def test_nan_loss_stops_keeps_last_good_checkpoint(files, capsys, tmp_path):
     """A learning rate of 1e38 without clipping sends a tiny LSTM's outputs to inf within a few steps."""
     out = tmp_path / "run"
-    code, _, err = run_cli(["train", str(files / "good.txt"), *TINY, "--optimizer", "sgd", "--lr", "1e38",
+    code, _, err = run_cli(["train", str(files / "good.txt"), *TINY, "--cell", "lstm", "--optimizer", "sgd", "--lr", "1e38",
                             "--clip", "0", "--steps", "50", "--eval-every", "2", "--out", str(out)], capsys)
     assert code == 3, err
     last = err.strip().splitlines()[-1]

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from rnnkit.config import ModelConfig
+from rnnkit.config import ConfigError, ModelConfig
 from rnnkit.models import CharLM
 from rnnkit.recurrent import detach_state
 
@@ -52,3 +52,15 @@ def test_detach_state_cuts_the_graph_but_keeps_values():
     cut = detach_state(state)
     assert all(not t.requires_grad for t in cut)
     assert all(torch.equal(a, b) for a, b in zip(cut, state))
+
+
+def test_init_std_draws_weights_from_a_normal_and_zeroes_biases():
+    torch.manual_seed(0)
+    model = CharLM(ModelConfig(vocab_size=50, cell="rnn", embed_size=0, hidden_size=256, num_layers=1, init_std=0.01))
+    weights = [p for p in model.parameters() if p.dim() > 1]
+    biases = [p for p in model.parameters() if p.dim() == 1]
+    assert len(weights) == 3 and len(biases) == 3                     # W_xh, W_hh, W_hq; b_ih, b_hh, b_q
+    assert all(abs(w.std().item() - 0.01) < 0.001 and abs(w.mean().item()) < 0.001 for w in weights)
+    assert all(torch.count_nonzero(b) == 0 for b in biases)
+    with pytest.raises(ConfigError, match="init_std"):
+        ModelConfig(init_std=-1.0)

@@ -13,7 +13,7 @@ SMALL = ModelConfig(cell="lstm", hidden_size=24, num_layers=2, embed_size=8, dro
 
 def _cfg(**kw):
     base = dict(batch_size=4, seq_len=16, steps=12, eval_every=4, eval_chars=600, seed=7, threads=1, lr=3e-3,
-                warmup_steps=3)
+                warmup_steps=3, device="cpu")          # exact resume is a CPU promise (tests/test_cuda.py)
     base.update(kw)
     return TrainConfig(**base)
 

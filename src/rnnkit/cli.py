@@ -23,7 +23,7 @@ DATA_FLAGS = {"member": "member", "encoding": "encoding", "errors": "errors", "s
               "newlines_to_spaces": "newlines_to_spaces", "val_fraction": "val_fraction", "test": "test_path",
               "corpus": "corpus"}
 MODEL_FLAGS = {"cell": "cell", "embed_size": "embed_size", "hidden_size": "hidden_size", "layers": "num_layers",
-               "dropout": "dropout", "backend": "backend"}
+               "dropout": "dropout", "backend": "backend", "init_std": "init_std"}
 TRAIN_FLAGS = {"batching": "batching", "batch_size": "batch_size", "seq_len": "seq_len", "optimizer": "optimizer",
                "lr": "lr", "weight_decay": "weight_decay", "momentum": "momentum", "schedule": "schedule",
                "warmup_steps": "warmup_steps", "min_lr_ratio": "min_lr_ratio", "clip": "clip", "steps": "steps",
@@ -102,8 +102,20 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+def _show_defaults(parser: argparse.ArgumentParser, sources) -> None:
+    """Append "(default X)" to the help of flags whose default lives in a config dataclass (the flags
+    themselves default to SUPPRESS, so that a --config file can supply what the command line does not)."""
+    for action in parser._actions:
+        for flags, cfg in sources:
+            field = flags.get(action.dest)
+            value = getattr(cfg, field, None) if field else None
+            if value is not None and action.help and "default" not in action.help and not isinstance(value, bool):
+                action.help += f" (default {value:g})" if isinstance(value, float) else f" (default {value})"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    from .config import BACKENDS, BATCHINGS, CELLS, DEVICES, OPTIMIZERS, PRECISIONS, SCHEDULES
+    from .config import (BACKENDS, BATCHINGS, CELLS, DEVICES, OPTIMIZERS, PRECISIONS, SCHEDULES, DataConfig,
+                         ModelConfig, TrainConfig)
     S = argparse.SUPPRESS
     p = Parser(prog="rnnkit", description="Recurrent neural networks on text: train, evaluate "
                   "and sample character-level language models.")
@@ -136,17 +148,20 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--layers", type=_positive_int, default=S, help="number of stacked layers")
     g.add_argument("--dropout", type=_float(0, 1, high_open=True), default=S, help="dropout probability")
     g.add_argument("--backend", choices=BACKENDS, default=S, help="fused torch.nn layers or rnnkit's scratch cells")
+    g.add_argument("--init-std", type=_float(0, low_open=True), default=S,
+                   help="initialise every weight from N(0, std^2) and every bias at 0, as d2l's from-scratch "
+                        "models (seed 001: 0.01); default: torch.nn's initialisation")
     g = t.add_argument_group("training")
     g.add_argument("--batching", choices=BATCHINGS, default=S,
                    help="consecutive: stateful streams (TBPTT); random: random chunks, fresh state")
-    g.add_argument("--batch-size", type=_positive_int, default=S)
+    g.add_argument("--batch-size", type=_positive_int, default=S, help="sequences per step")
     g.add_argument("--seq-len", type=_positive_int, default=S, help="characters per sequence (BPTT length)")
-    g.add_argument("--optimizer", choices=OPTIMIZERS, default=S)
+    g.add_argument("--optimizer", choices=OPTIMIZERS, default=S, help="update rule")
     g.add_argument("--lr", type=_float(0, low_open=True), default=S, help="peak learning rate")
-    g.add_argument("--weight-decay", type=_float(0), default=S)
+    g.add_argument("--weight-decay", type=_float(0), default=S, help="L2 (sgd, adam) or decoupled (adamw)")
     g.add_argument("--momentum", type=_float(0), default=S, help="SGD momentum")
     g.add_argument("--schedule", choices=SCHEDULES, default=S, help="learning-rate schedule")
-    g.add_argument("--warmup-steps", type=_nonneg_int, default=S)
+    g.add_argument("--warmup-steps", type=_nonneg_int, default=S, help="linear warm-up (cosine)")
     g.add_argument("--min-lr-ratio", type=_float(0, 1), default=S, help="final lr / peak lr for cosine")
     g.add_argument("--clip", type=_float(0), default=S, help="global gradient-norm clip; 0 disables")
     g.add_argument("--steps", type=_positive_int, default=S, help="budget: optimizer steps")
@@ -157,8 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--eval-every", type=_eval_every, default=S, help="validate every N steps, or every 60s / 2m")
     g.add_argument("--eval-chars", type=_positive_int, default=S,
                    help="validation characters for periodic evaluations (the final one uses all)")
-    g.add_argument("--seed", type=int, default=S)
-    g.add_argument("--device", choices=DEVICES, default=S)
+    g.add_argument("--seed", type=int, default=S, help="seeds weights, dropout and data order")
+    g.add_argument("--device", choices=DEVICES, default=S, help="auto: cuda when available")
     g.add_argument("--precision", choices=PRECISIONS, default=S, help="bf16 = autocast to bfloat16")
     g.add_argument("--threads", type=_threads, default=S, help="CPU threads for PyTorch")
     g = t.add_argument_group("run")
@@ -168,6 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--resume", metavar="RUN", default=S, help="continue the run in RUN exactly where it stopped")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
     g.add_argument("--json", action="store_true", help="print the final summary as one JSON object")
+    _show_defaults(t, ((MODEL_FLAGS, ModelConfig()), (TRAIN_FLAGS, TrainConfig()), (DATA_FLAGS, DataConfig())))
 
     e = sub.add_parser("eval", help="score held-out text: nats/char, perplexity, bits/char",
                        description="Evaluate a trained run on its validation text or on another file.")

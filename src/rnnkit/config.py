@@ -29,12 +29,14 @@ class ConfigError(ValueError):
 @dataclass(frozen=True)
 class ModelConfig:
     vocab_size: int = 0          # number of symbols; filled in from the training vocabulary
-    cell: str = "lstm"           # elman (sigmoid, Mikolov 2010) | rnn (tanh) | lstm | gru
+    cell: str = "gru"            # elman (sigmoid, Mikolov 2010) | rnn (tanh) | lstm | gru (best per CPU minute:
+                                 # docs/benchmarks.md, recipe sweep)
     embed_size: int = 64         # input embedding width; 0 feeds one-hot vectors (as seeds 000/001 do)
-    hidden_size: int = 256       # state width of every layer (256 beat 384 at a 5-minute CPU budget)
+    hidden_size: int = 256       # state width of every layer (384 wins from ~10 CPU minutes on)
     num_layers: int = 2          # stacked recurrent layers
     dropout: float = 0.0         # dropout between layers and before the output head
     backend: str = "fused"       # fused: torch.nn.RNN/LSTM/GRU; scratch: rnnkit's own cells (elman is always scratch)
+    init_std: Optional[float] = None  # None: torch.nn's initialisation; s: weights ~ N(0, s²), biases 0 (d2l, seed 001)
 
     def __post_init__(self) -> None:
         _choice("cell", self.cell, CELLS)
@@ -45,6 +47,8 @@ class ModelConfig:
         _at_least("num_layers", self.num_layers, 1)
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.init_std is not None and not (math.isfinite(self.init_std) and self.init_std > 0):
+            raise ConfigError(f"init_std must be a positive number (or absent for torch's init), got {self.init_std}")
 
 
 @dataclass(frozen=True)
@@ -74,9 +78,9 @@ class DataConfig:
 class TrainConfig:
     batching: str = "consecutive"       # consecutive: stateful TBPTT streams; random: fresh-state chunks
     batch_size: int = 64                # parallel sequences per step
-    seq_len: int = 100                  # characters per sequence (truncated-BPTT length)
+    seq_len: int = 50                   # characters per sequence (truncated-BPTT length; 50 beat 100 and 200)
     optimizer: str = "adam"             # sgd | adam | adamw
-    lr: float = 3e-3                    # peak learning rate
+    lr: float = 5e-3                    # peak learning rate (the LSTM gains most from 5e-3 over 3e-3)
     weight_decay: float = 0.0           # L2 (sgd, adam) or decoupled (adamw) weight decay
     momentum: float = 0.0               # SGD momentum
     schedule: str = "cosine"            # constant | cosine (with warm-up, decays to min_lr_ratio) | plateau

@@ -29,6 +29,14 @@ class CharLM(nn.Module):
                                   config.dropout, config.backend)
         self.drop = nn.Dropout(config.dropout)
         self.head = nn.Linear(h, v)
+        if config.init_std is not None:
+            # d2l's from-scratch models (seed 001): every weight ~ N(0, std²), every bias 0.
+            with torch.no_grad():
+                for p in self.parameters():
+                    if p.dim() > 1:
+                        p.normal_(0.0, config.init_std)
+                    else:
+                        p.zero_()
 
     def inputs(self, tokens: torch.Tensor) -> torch.Tensor:
         # tokens: (B, T) int64 -> (B, T, E or V)

@@ -53,11 +53,14 @@ def resolve_device(name: str) -> torch.device:
 
 
 def make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
+    params = list(params)
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    # On a GPU, Adam's fused kernel updates every parameter in one launch (the default, foreach, takes a
+    # handful per step); the update is the same. On the CPU torch's default is already the fastest.
+    fused = bool(params) and all(p.is_cuda for p in params)
+    opt = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.AdamW
+    return opt(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **({"fused": True} if fused else {}))
 
 
 def lr_factor(cfg: TrainConfig, step: int, progress: float) -> float:
