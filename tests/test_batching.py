@@ -63,3 +63,31 @@ def test_too_short_corpus_names_the_numbers_and_flags():
         ConsecutiveBatches(torch.zeros(500, dtype=torch.uint8), 64, 100)
     with pytest.raises(CorpusTooShort, match="--seq-len"):
         RandomBatches(torch.zeros(5, dtype=torch.uint8), 4, 10)
+
+
+def test_fixed_grid_serves_each_grid_chunk_once_per_epoch_and_resumes():
+    """d2l's data_iter_random (seed 001): non-overlapping chunks at 0, T, 2T, ..., shuffled per epoch."""
+    data = torch.arange(101, dtype=torch.int64)               # 100 targets: chunks 0..9 of T = 10
+    r = RandomBatches(data, 3, 10, seed=0, fixed_grid=True)
+    assert r.steps_per_epoch == 3                               # 10 chunks // 3: the leftover chunk is dropped
+    for epoch in range(3):
+        starts = [int(x) for _ in range(3) for x in next(r).x[:, 0]]
+        assert len(set(starts)) == 9 and all(s % 10 == 0 for s in starts)
+    b = next(r)
+    assert torch.equal(b.y, b.x + 1) and b.reset
+    state = r.state_dict()
+    expected = [next(r).x for _ in range(4)]                    # crosses an epoch boundary
+    r2 = RandomBatches(data, 3, 10, seed=0, fixed_grid=True)
+    r2.load_state_dict(state)
+    assert all(torch.equal(next(r2).x, e) for e in expected)
+
+
+def test_fixed_grid_consecutive_starts_every_epoch_at_offset_zero():
+    from rnnkit.batching import make_batches
+    c = make_batches("consecutive", torch.arange(200, dtype=torch.int64), 4, 5, seed=0, fixed_grid=True)
+    firsts = []
+    for _ in range(3 * c.steps_in_epoch):
+        b = next(c)
+        if b.reset:
+            firsts.append(int(b.x[0, 0]))
+    assert firsts == [0, 0, 0]

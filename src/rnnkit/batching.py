@@ -102,23 +102,48 @@ class ConsecutiveBatches:
 
 
 class RandomBatches:
-    """Chunks of T+1 characters at uniformly random starts, each with a fresh state (d2l, nanoGPT)."""
+    """Chunks of T+1 characters, each with a fresh state.
 
-    def __init__(self, data: torch.Tensor, batch_size: int, seq_len: int, *, seed: int = 0):
+    By default every chunk starts anywhere in the text, drawn uniformly (nanoGPT). ``fixed_grid=True`` does
+    what d2l's ``data_iter_random`` (seed 001) does instead: the text is cut once into the non-overlapping
+    chunks starting at 0, T, 2T, ...; each epoch shuffles them and serves each at most once (the last
+    incomplete batch is dropped). The grid makes the same few chunks come back every epoch, which is
+    easier to memorise: training perplexity falls faster and held-out text gains nothing.
+    """
+
+    def __init__(self, data: torch.Tensor, batch_size: int, seq_len: int, *, seed: int = 0,
+                 fixed_grid: bool = False):
         if len(data) < seq_len + 1:
             raise CorpusTooShort(f"the training text has {len(data)} characters, fewer than --seq-len {seq_len} + 1; "
                                  f"lower --seq-len (e.g. --seq-len {max(1, len(data) - 1)}) or give more text")
-        self.batch_size, self.seq_len = batch_size, seq_len
+        self.batch_size, self.seq_len, self.fixed_grid = batch_size, seq_len, fixed_grid
         self.windows = data.unfold(0, seq_len + 1, 1)               # (N - T, T + 1), a view: no copy
         self.generator = torch.Generator().manual_seed(seed)
         self.drawn = 0
         self.steps_per_epoch = max(1, (len(data) - 1) // (batch_size * seq_len))
+        if fixed_grid:
+            self.chunks = (len(data) - 1) // seq_len                 # chunk j starts at j * T
+            if self.chunks < batch_size:
+                raise CorpusTooShort(f"the training text has {self.chunks} chunks of --seq-len {seq_len}, fewer "
+                                     f"than --batch-size {batch_size}; lower them or give more text")
+            self.steps_per_epoch = self.chunks // batch_size
+            self._new_epoch()
+
+    def _new_epoch(self) -> None:
+        self.epoch_rng = self.generator.get_state()                 # enough to redraw this epoch's order
+        self.order = torch.randperm(self.chunks, generator=self.generator)
 
     def __iter__(self):
         return self
 
     def __next__(self) -> Batch:
-        starts = torch.randint(0, len(self.windows), (self.batch_size,), generator=self.generator)
+        if self.fixed_grid:
+            i = self.drawn % self.steps_per_epoch
+            if i == 0 and self.drawn:
+                self._new_epoch()
+            starts = self.order[i * self.batch_size:(i + 1) * self.batch_size] * self.seq_len
+        else:
+            starts = torch.randint(0, len(self.windows), (self.batch_size,), generator=self.generator)
         chunk = self.windows[starts].long()                         # (B, T + 1)
         self.drawn += 1
         return Batch(chunk[:, :-1], chunk[:, 1:], reset=True)
@@ -128,16 +153,23 @@ class RandomBatches:
         return self.drawn // self.steps_per_epoch
 
     def state_dict(self) -> dict:
-        return {"drawn": self.drawn, "generator": self.generator.get_state()}
+        state = {"drawn": self.drawn, "generator": self.generator.get_state()}
+        if self.fixed_grid:
+            state["epoch_rng"] = self.epoch_rng
+        return state
 
     def load_state_dict(self, state: dict) -> None:
-        self.generator.set_state(state["generator"])
         self.drawn = int(state["drawn"])
+        if self.fixed_grid:
+            self.generator.set_state(state["epoch_rng"])
+            self._new_epoch()                                       # the current epoch's order, again
+        self.generator.set_state(state["generator"])
 
 
-def make_batches(kind: str, data: torch.Tensor, batch_size: int, seq_len: int, *, seed: int):
+def make_batches(kind: str, data: torch.Tensor, batch_size: int, seq_len: int, *, seed: int,
+                 fixed_grid: bool = False):
     if kind == "consecutive":
-        return ConsecutiveBatches(data, batch_size, seq_len, seed=seed)
+        return ConsecutiveBatches(data, batch_size, seq_len, seed=seed, random_offset=not fixed_grid)
     if kind == "random":
-        return RandomBatches(data, batch_size, seq_len, seed=seed)
+        return RandomBatches(data, batch_size, seq_len, seed=seed, fixed_grid=fixed_grid)
     raise ValueError(f"unknown batching {kind!r}")

@@ -24,7 +24,7 @@ DATA_FLAGS = {"member": "member", "encoding": "encoding", "errors": "errors", "s
               "corpus": "corpus"}
 MODEL_FLAGS = {"cell": "cell", "embed_size": "embed_size", "hidden_size": "hidden_size", "layers": "num_layers",
                "dropout": "dropout", "backend": "backend", "init_std": "init_std"}
-TRAIN_FLAGS = {"batching": "batching", "batch_size": "batch_size", "seq_len": "seq_len", "optimizer": "optimizer",
+TRAIN_FLAGS = {"batching": "batching", "fixed_grid": "fixed_grid", "batch_size": "batch_size", "seq_len": "seq_len", "optimizer": "optimizer",
                "lr": "lr", "weight_decay": "weight_decay", "momentum": "momentum", "schedule": "schedule",
                "warmup_steps": "warmup_steps", "min_lr_ratio": "min_lr_ratio", "clip": "clip", "steps": "steps",
                "epochs": "epochs", "time_budget": "time_budget", "eval_chars": "eval_chars", "seed": "seed",
@@ -154,6 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
     g = t.add_argument_group("training")
     g.add_argument("--batching", choices=BATCHINGS, default=S,
                    help="consecutive: stateful streams (TBPTT); random: random chunks, fresh state")
+    g.add_argument("--fixed-grid", action="store_true", default=S,
+                   help="chunks only at 0, T, 2T, ... as d2l (seed 001): random batching serves each once per "
+                        "epoch, shuffled; consecutive batching starts every epoch at offset 0")
     g.add_argument("--batch-size", type=_positive_int, default=S, help="sequences per step")
     g.add_argument("--seq-len", type=_positive_int, default=S, help="characters per sequence (BPTT length)")
     g.add_argument("--optimizer", choices=OPTIMIZERS, default=S, help="update rule")

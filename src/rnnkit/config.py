@@ -77,6 +77,7 @@ class DataConfig:
 @dataclass(frozen=True)
 class TrainConfig:
     batching: str = "consecutive"       # consecutive: stateful TBPTT streams; random: fresh-state chunks
+    fixed_grid: bool = False            # d2l's chunking (seed 001): chunks at 0, T, 2T, ... and no random offset
     batch_size: int = 64                # parallel sequences per step
     seq_len: int = 50                   # characters per sequence (truncated-BPTT length; 50 beat 100 and 200)
     optimizer: str = "adam"             # sgd | adam | adamw

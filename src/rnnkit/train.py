@@ -158,7 +158,8 @@ def _run(run_dir: Path, data_cfg: DataConfig, model_cfg: ModelConfig, cfg: Train
     model_cfg = dataclasses.replace(model_cfg, vocab_size=len(data.vocab))
     torch.manual_seed(cfg.seed)
     model = CharLM(model_cfg).to(device)
-    batches = make_batches(cfg.batching, data.train, cfg.batch_size, cfg.seq_len, seed=cfg.seed)
+    batches = make_batches(cfg.batching, data.train, cfg.batch_size, cfg.seq_len, seed=cfg.seed,
+                           fixed_grid=cfg.fixed_grid)
     task = LMTask(data.val, device, cfg.precision, cfg.eval_chars)
     trainer = Trainer(model, task, batches, cfg, run_dir, device,
                       total_steps=_steps_budget(cfg, batches.steps_per_epoch), quiet=quiet)
