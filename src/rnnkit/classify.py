@@ -494,6 +494,7 @@ def _run(run_dir: Path, data_cfg: TextDataConfig, model_cfg: ClassifierConfig, c
     t_read = time.perf_counter()
     data = prepare_data(data_cfg, cfg.seed, vocab=resumed[1] if resumed else None,
                         labels=resumed[0]["labels"] if resumed else None)
+    t_read = time.perf_counter() - t_read
     if resumed and data.fingerprint != resumed[0].get("data_fingerprint"):
         raise ValueError(f"the texts of {data.source} differ from those this run was trained on; "
                          f"resume with the same data, or start a new run with --out")
@@ -532,7 +533,7 @@ def _run(run_dir: Path, data_cfg: TextDataConfig, model_cfg: ClassifierConfig, c
     tokens = sum(len(s) for s in data.train_seqs)
     say(f"{data.source}: {len(data.train_seqs):,} training / {len(data.val_seqs):,} validation texts, labels "
         f"{', '.join(data.labels)}; vocabulary {len(data.vocab):,} words; {tokens / len(data.train_seqs):.0f} words "
-        f"per text after truncation (read in {time.perf_counter() - t_read:.1f}s)")
+        f"per text after truncation (read in {t_read:.1f}s)")
     say(f"model: {model_cfg.num_layers}x{model_cfg.hidden_size} {'bidirectional ' if model_cfg.bidirectional else ''}"
         f"{model_cfg.cell}, embedding {model_cfg.embed_size}, {model_cfg.pooling} pooling, "
         f"{model.num_parameters():,} parameters on {device}")

@@ -150,6 +150,7 @@ def _run(run_dir: Path, data_cfg: DataConfig, model_cfg: ModelConfig, cfg: Train
     device = resolve_device(cfg.device)
     t_read = time.perf_counter()
     data = prepare_data(data_cfg, resumed[1] if resumed else None)
+    t_read = time.perf_counter() - t_read
     if data_cfg.test_path:          # a bad test file fails now, not after the whole training run
         read_text(data_cfg.test_path, encoding=data_cfg.encoding, errors=data_cfg.errors)
     if resumed and data.fingerprint != resumed[0].get("data_fingerprint"):
@@ -188,7 +189,7 @@ def _run(run_dir: Path, data_cfg: DataConfig, model_cfg: ModelConfig, cfg: Train
         f"{trainer.total_steps} steps" if trainer.total_steps else "",
         f"{cfg.time_budget:g}s of training" if cfg.time_budget else "") if b)
     say(f"{describe(data_cfg)}: {data.chars:,} chars, vocab {len(data.vocab)}, train {len(data.train):,} / "
-        f"val {len(data.val):,} (read in {time.perf_counter() - t_read:.1f}s)")
+        f"val {len(data.val):,} (read in {t_read:.1f}s)")
     say(f"model: {model_cfg.num_layers}x{model_cfg.hidden_size} {model_cfg.cell} "
         f"({'scratch' if model_cfg.cell == 'elman' else model_cfg.backend}), "
         f"{'embedding ' + str(model_cfg.embed_size) if model_cfg.embed_size else 'one-hot input'}, "
