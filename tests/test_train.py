@@ -101,3 +101,19 @@ def test_training_lowers_the_loss(tiny_corpus, tmp_path):
     train(DataConfig(path=str(tiny_corpus)), SMALL, _cfg(steps=60, eval_every=30, lr=1e-2), out, quiet=True)
     first, last = ckpt.read_metrics(out)[0], ckpt.read_metrics(out)[-1]
     assert last["val_loss"] < first["val_loss"] < math.log(60)
+
+
+def test_compile_trains_the_same_model_as_eager(tiny_corpus, tmp_path):
+    # --compile changes how the step runs, not what it computes: same losses and weights within float32
+    # rounding (Inductor fuses the element-wise work and may sum in another order).
+    data = DataConfig(path=str(tiny_corpus))
+    model = ModelConfig(cell="lstm", hidden_size=16, num_layers=1, embed_size=8, backend="scratch")
+    cfg = _cfg(seq_len=8, steps=6, eval_every=3)
+    train(data, model, cfg, tmp_path / "eager", quiet=True)
+    train(data, model, TrainConfig(**{**cfg.__dict__, "compile": True}), tmp_path / "compiled", quiet=True)
+    for (s1, t1, v1), (s2, t2, v2) in zip(_losses(tmp_path / "eager"), _losses(tmp_path / "compiled"), strict=True):
+        assert s1 == s2 and t1 == pytest.approx(t2, rel=1e-5) and v1 == pytest.approx(v2, rel=1e-5)
+    a = ckpt.load_weights(tmp_path / "eager" / ckpt.WEIGHTS)
+    b = ckpt.load_weights(tmp_path / "compiled" / ckpt.WEIGHTS)
+    assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+    assert json.loads((tmp_path / "compiled" / "run.json").read_text())["train"]["compile"] is True

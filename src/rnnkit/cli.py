@@ -28,7 +28,7 @@ TRAIN_FLAGS = {"batching": "batching", "fixed_grid": "fixed_grid", "batch_size":
                "lr": "lr", "weight_decay": "weight_decay", "momentum": "momentum", "schedule": "schedule",
                "warmup_steps": "warmup_steps", "min_lr_ratio": "min_lr_ratio", "clip": "clip", "steps": "steps",
                "epochs": "epochs", "time_budget": "time_budget", "eval_chars": "eval_chars", "seed": "seed",
-               "device": "device", "precision": "precision", "threads": "threads"}
+               "device": "device", "precision": "precision", "threads": "threads", "compile": "compile"}
 
 
 # ----------------------------------------------------------------------------- argument types
@@ -179,6 +179,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--device", choices=DEVICES, default=S, help="auto: cuda when available")
     g.add_argument("--precision", choices=PRECISIONS, default=S, help="bf16 = autocast to bfloat16")
     g.add_argument("--threads", type=_threads, default=S, help="CPU threads for PyTorch")
+    g.add_argument("--compile", action="store_true", default=S,
+                   help="compile the training step with torch.compile: 1-2 minutes of compiling (counted in the "
+                        "time budget, needs a C++ compiler on the CPU), then the scratch backend's steps run "
+                        "several times faster; no gain for fused layers")
     g = t.add_argument_group("run")
     g.add_argument("--config", default=S, metavar="FILE.toml", help="TOML file with [data], [model], [train] tables")
     g.add_argument("--out", default=S, help="run directory (default runs/<corpus or file name>)")
@@ -370,7 +374,7 @@ CLASSIFY_DATA_FLAGS = {"format": "format", "text_column": "text_column", "label_
 CLASSIFY_MODEL_FLAGS = {"cell": "cell", "embed_size": "embed_size", "hidden_size": "hidden_size",
                         "layers": "num_layers", "bidirectional": "bidirectional", "pooling": "pooling",
                         "head_hidden": "head_hidden", "dropout": "dropout", "packed": "packed"}
-CLASSIFY_TRAIN_FLAGS = {k: v for k, v in TRAIN_FLAGS.items() if k not in ("batching", "seq_len", "eval_chars")}
+CLASSIFY_TRAIN_FLAGS = {k: v for k, v in TRAIN_FLAGS.items() if k not in ("batching", "seq_len", "eval_chars", "compile")}
 
 
 def add_classify_parser(sub) -> None:

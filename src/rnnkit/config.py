@@ -98,6 +98,7 @@ class TrainConfig:
     device: str = "auto"                # auto | cpu | cuda
     precision: str = "fp32"             # fp32 | bf16 (autocast)
     threads: Optional[int] = None       # CPU threads for torch; None keeps torch's default
+    compile: bool = False               # torch.compile the training step (pays off for the scratch backend)
 
     def __post_init__(self) -> None:
         _choice("batching", self.batching, BATCHINGS)

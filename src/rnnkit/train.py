@@ -27,7 +27,8 @@ from .trainer import Trainer, resolve_device
 from .vocab import CharVocab, describe_unknown
 
 DEFAULT_TIME_BUDGET = 600.0   # seconds, when no --steps/--epochs/--time-budget is given
-RESUMABLE_FIELDS = ("steps", "epochs", "time_budget", "eval_every", "eval_every_s", "eval_chars", "device", "threads")
+RESUMABLE_FIELDS = ("steps", "epochs", "time_budget", "eval_every", "eval_every_s", "eval_chars", "device", "threads",
+                    "compile")
 
 
 def fingerprint(text: str) -> str:
@@ -196,6 +197,8 @@ def _run(run_dir: Path, data_cfg: DataConfig, model_cfg: ModelConfig, cfg: Train
         f"{model.num_parameters():,} parameters on {device}, {cfg.precision}")
     say(f"training: {cfg.batching} batches {cfg.batch_size}x{cfg.seq_len}, {cfg.optimizer} lr {cfg.lr:g} "
         f"({cfg.schedule}), clip {cfg.clip:g}; budget {budget}; run directory {run_dir}")
+    if cfg.compile:
+        say("compiling the training step (torch.compile): the first steps take a minute or two")
     trainer.fit(pause_at=pause_at)
     if not trainer.done():
         return {"step": trainer.progress.step, "paused": True, "train_time_s": round(trainer.progress.train_time, 1)}

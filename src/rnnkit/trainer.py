@@ -73,6 +73,28 @@ def lr_factor(cfg: TrainConfig, step: int, progress: float) -> float:
     return warm
 
 
+def compiled(model: torch.nn.Module) -> torch.nn.Module:
+    """``torch.compile(model)`` for the training step: Inductor unrolls the scratch cells' time loop into
+    one graph, fuses each step's element-wise work and derives one backward for the whole sequence, which
+    removes the per-step dispatch and autograd overhead that dominates small batches. Each new input shape
+    compiles once more; fused torch.nn layers run as they are."""
+    fn = torch.compile(model, dynamic=False)
+    init_state = getattr(model, "init_state", None)
+
+    def forward(x, state=None):
+        if state is None and init_state is not None:
+            state = init_state(x.shape[0])      # zeros, as None means: one graph instead of two
+        try:
+            return fn(x, state)
+        except Exception as e:  # torch's own errors are pages long: say what failed and what to do
+            if not type(e).__module__.startswith("torch._"):
+                raise
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise ValueError(f"--compile: torch.compile failed ({type(e).__name__}: {first[:200]}); "
+                             f"train without --compile") from None
+    return forward
+
+
 @dataclass
 class Progress:
     """The loop's counters; saved in every checkpoint."""
@@ -229,6 +251,7 @@ class Trainer:
         """
         cfg, model, opt = self.cfg, self.model, self.optimizer
         model.train()
+        step_model = compiled(model) if cfg.compile else model   # same parameters; evaluation stays eager
         params = [p for p in model.parameters() if p.requires_grad]
         p = self.progress
         bar_total = self.total_steps if self.total_steps else None
@@ -274,7 +297,7 @@ class Trainer:
                 self._set_lr()
                 batch = next(self.batches)
                 with autocast(self.device, cfg.precision):
-                    loss = self.task.loss(model, batch)
+                    loss = self.task.loss(step_model, batch)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 if cfg.clip:
