@@ -117,3 +117,16 @@ def test_compile_trains_the_same_model_as_eager(tiny_corpus, tmp_path):
     b = ckpt.load_weights(tmp_path / "compiled" / ckpt.WEIGHTS)
     assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
     assert json.loads((tmp_path / "compiled" / "run.json").read_text())["train"]["compile"] is True
+
+
+def test_a_new_run_that_fails_before_its_first_checkpoint_leaves_nothing(tiny_corpus, tmp_path, monkeypatch):
+    # e.g. --compile without a C++ compiler: a run.json with no checkpoint could be neither resumed nor
+    # reused without --overwrite
+    from rnnkit.trainer import Trainer
+
+    def broken(self, **kw):
+        raise ValueError("--compile: torch.compile failed")
+    monkeypatch.setattr(Trainer, "fit", broken)
+    with pytest.raises(ValueError):
+        train(DataConfig(path=str(tiny_corpus)), SMALL, _cfg(), tmp_path / "new" / "run", quiet=True)
+    assert not (tmp_path / "new").exists()

@@ -178,6 +178,14 @@ def prepare_run_dir(directory: str | Path, *, overwrite: bool) -> Path:
     return d
 
 
+def discard_run(directory: str | Path) -> None:
+    """Remove the files of a new run that failed before its first checkpoint (run.json, metrics)."""
+    d = Path(directory)
+    for name in (RUN_FILE, METRICS):
+        (d / name).unlink(missing_ok=True)
+    remove_stale_temps(d)
+
+
 @contextmanager
 def run_lock(directory: str | Path) -> Iterator[Path]:
     """Hold ``directory`` for one training process: a second ``train``/``resume`` on the same run directory

@@ -199,7 +199,12 @@ def _run(run_dir: Path, data_cfg: DataConfig, model_cfg: ModelConfig, cfg: Train
         f"({cfg.schedule}), clip {cfg.clip:g}; budget {budget}; run directory {run_dir}")
     if cfg.compile:
         say("compiling the training step (torch.compile): the first steps take a minute or two")
-    trainer.fit(pause_at=pause_at)
+    try:
+        trainer.fit(pause_at=pause_at)
+    except BaseException:
+        if not resumed and not (run_dir / ckpt.STATE).exists():
+            ckpt.discard_run(run_dir)   # failed before its first checkpoint: leave no run that cannot resume
+        raise
     if not trainer.done():
         return {"step": trainer.progress.step, "paused": True, "train_time_s": round(trainer.progress.train_time, 1)}
 
