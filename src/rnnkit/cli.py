@@ -180,9 +180,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--precision", choices=PRECISIONS, default=S, help="bf16 = autocast to bfloat16")
     g.add_argument("--threads", type=_threads, default=S, help="CPU threads for PyTorch")
     g.add_argument("--compile", action="store_true", default=S,
-                   help="compile the training step with torch.compile: 1-2 minutes of compiling (counted in the "
-                        "time budget, needs a C++ compiler on the CPU), then the scratch backend's steps run "
-                        "several times faster; no gain for fused layers")
+                   help="compile the training step with torch.compile: 1-4 minutes of compiling on 2 cores "
+                        "(counted in the time budget; needs a C++ compiler on the CPU), then the scratch "
+                        "backend's steps run 1.1-3x faster; no gain for fused layers")
     g = t.add_argument_group("run")
     g.add_argument("--config", default=S, metavar="FILE.toml", help="TOML file with [data], [model], [train] tables")
     g.add_argument("--out", default=S, help="run directory (default runs/<corpus or file name>)")

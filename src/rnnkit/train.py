@@ -198,7 +198,7 @@ def _run(run_dir: Path, data_cfg: DataConfig, model_cfg: ModelConfig, cfg: Train
     say(f"training: {cfg.batching} batches {cfg.batch_size}x{cfg.seq_len}, {cfg.optimizer} lr {cfg.lr:g} "
         f"({cfg.schedule}), clip {cfg.clip:g}; budget {budget}; run directory {run_dir}")
     if cfg.compile:
-        say("compiling the training step (torch.compile): the first steps take a minute or two")
+        say("compiling the training step (torch.compile): the first step takes minutes")
     try:
         trainer.fit(pause_at=pause_at)
     except BaseException:
