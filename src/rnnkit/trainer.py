@@ -73,8 +73,9 @@ def lr_factor(cfg: TrainConfig, step: int, progress: float) -> float:
     return warm
 
 
-def compiled(model: torch.nn.Module) -> torch.nn.Module:
-    """``torch.compile(model)`` for the training step: Inductor unrolls the scratch cells' time loop into
+def compiled(model: torch.nn.Module) -> Callable:
+    """``torch.compile(model)`` for the training step of a model called as ``model(x, state)`` (a ``CharLM``;
+    a model with ``init_state`` gets its zero state for ``None``): Inductor unrolls the scratch cells' time loop into
     one graph, fuses each step's element-wise work and derives one backward for the whole sequence, which
     removes the per-step dispatch and autograd overhead that dominates small batches. Each new input shape
     compiles once more; fused torch.nn layers run as they are."""
