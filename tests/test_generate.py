@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from rnnkit.config import ModelConfig, SampleConfig
-from rnnkit.generate import Stepper, fast_path_supported, filter_logits, generate, native_kernels
+from rnnkit.generate import Stepper, fast_path_supported, filter_logits, generate, native_kernels, next_ids
 from rnnkit.models import CharLM
 from rnnkit.vocab import CharVocab
 
@@ -186,6 +186,29 @@ def test_top_k_never_emits_outside_the_k_most_likely(k):
             assert ids[row][t + 1] in topk[row].tolist()
     if k == 1:   # top-1 at any temperature is greedy
         assert texts[0] == generate(model, VOCAB, SampleConfig(prompt=prompt, length=150, temperature=0.0))[0]
+
+
+@pytest.mark.parametrize("rows,temperature,top_k,top_p", [(1, 1.0, None, None), (3, 0.7, None, None),
+                                                         (1, 1.3, 5, None), (2, 1.0, None, 0.9)])
+def test_draws_are_torch_multinomial_draws(rows, temperature, top_k, top_p):
+    """next_ids skips torch.multinomial's checks but must draw exactly what it draws from the same generator."""
+    ours, theirs = torch.Generator().manual_seed(11), torch.Generator().manual_seed(11)
+    torch.manual_seed(0)
+    for _ in range(400):
+        logits = torch.randn(rows, len(VOCAB)) * 4
+        got = next_ids(logits, temperature=temperature, top_k=top_k, top_p=top_p, generator=ours)
+        probs = filter_logits(logits / temperature, top_k=top_k, top_p=top_p).softmax(-1)
+        assert torch.equal(got, torch.multinomial(probs, 1, generator=theirs).squeeze(-1))
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_a_diverged_model_is_reported_not_sampled(bad):
+    model = make_model("gru")
+    with torch.no_grad():
+        model.head.bias[3] = bad
+    for fast in (True, False):
+        with pytest.raises(ValueError, match="not finite"):
+            generate(model, VOCAB, SampleConfig(prompt="ab", length=10, seed=1), fast=fast)
 
 
 def test_top_p_keeps_the_smallest_set_reaching_p():
