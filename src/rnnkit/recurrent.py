@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import bptt
 from .cells import CELLS
 
 
@@ -35,7 +36,9 @@ class Unrolled(nn.Module):
     """Any scratch cell run over time and stacked in layers, with dropout between layers.
 
     Per layer, the input half of every gate is computed for all T steps in one matmul (``project``);
-    only the recurrence itself loops over time, one ``recur`` call per step.
+    only the recurrence itself loops over time, one ``recur`` call per step. The LSTM runs the same
+    equations through ``bptt.lstm_layer`` (a hand-written backward over the whole sequence, far fewer
+    operations per step) except under autocast or torch.compile.
     """
 
     def __init__(self, cell: str, input_size: int, hidden_size: int, num_layers: int = 1,
@@ -58,11 +61,15 @@ class Unrolled(nn.Module):
         finals = []
         for k, cell in enumerate(self.cells):
             s = (state[0][k], state[1][k]) if lstm else state[k]       # (B, H) each
-            outs = []
-            for xp_t in cell.project(x).unbind(1):                     # (B, G·H): all steps in one matmul
-                s = cell.recur(xp_t, s)
-                outs.append(s[0] if lstm else s)
-            x = torch.stack(outs, dim=1)                                # (B, T, H)
+            xp = cell.project(x)                                        # (B, T, G·H): all steps in one matmul
+            if lstm and bptt.usable(xp):                                # same equations, hand-written backward
+                x, *s = bptt.lstm_layer(xp, cell.weight_hh, *s)
+            else:
+                outs = []
+                for xp_t in xp.unbind(1):
+                    s = cell.recur(xp_t, s)
+                    outs.append(s[0] if lstm else s)
+                x = torch.stack(outs, dim=1)                            # (B, T, H)
             if self.dropout and self.training and k < self.num_layers - 1:
                 x = F.dropout(x, self.dropout, training=True)
             finals.append(s)
