@@ -46,14 +46,17 @@ _CACHE_BYTES = 16 << 20       # workspaces up to this size are kept and reused
 _CACHE_SHAPES = 8             # ... for at most this many shapes (least recently used dropped first)
 
 
-def usable(x: torch.Tensor) -> bool:
-    """Where ``lstm_layer`` may stand in for the cell-by-cell loop: plain float32/64 eager execution.
-
-    Under autocast the step's ``out=`` operations would meet mixed dtypes, and under torch.compile the
-    cell-by-cell graph is what Inductor fuses best; both keep the loop over ``LSTMCell.recur``.
+def usable(xp: torch.Tensor) -> bool:
+    """Where ``lstm_layer`` stands in for the cell-by-cell loop: xp (B, T, 4H) small enough for its
+    workspace to be kept (there the per-step overhead it removes dominates; at large batches autograd's
+    loop is as fast or faster, and needs no extra passes over big buffers), in plain float32/64 eager
+    execution: under autocast the step's ``out=`` operations would meet mixed dtypes, and under
+    torch.compile the cell-by-cell graph is what Inductor fuses best.
     """
-    return (x.dtype in (torch.float32, torch.float64) and not torch.is_autocast_enabled(x.device.type)
-            and not torch.compiler.is_compiling())
+    B, T, G = xp.shape
+    return (xp.dtype in (torch.float32, torch.float64) and not torch.is_autocast_enabled(xp.device.type)
+            and not torch.compiler.is_compiling()
+            and _Workspace.size(T, B, G // 4, xp.element_size()) <= _CACHE_BYTES)
 
 
 def lstm_layer(xp: torch.Tensor, weight_hh: torch.Tensor, h0: torch.Tensor, c0: torch.Tensor):
@@ -76,7 +79,7 @@ class _Workspace:
         self.shape, self.like = (T, B, H), like
         new = lambda *shape: like.new_empty(shape)
         G = 4 * H
-        self.nbytes = (31 * T + 12) * B * H * like.element_size()  # forward and backward buffers
+        self.nbytes = self.size(T, B, H, like.element_size())
         # forward: the inputs (which become a_t in place), h_0..h_T, c_0..c_T, i f g o, tanh(c_t)
         self.xp, self.hs, self.cs = new(T, B, G), new(T + 1, B, H), new(T + 1, B, H)
         self.acts, self.ks = new(T, B, G), new(T, B, H)
@@ -86,6 +89,10 @@ class _Workspace:
         self.i_, self.f_, self.g_, self.o_ = (self.acts[..., n * H:(n + 1) * H].unbind(0) for n in range(4))
         self.backward_ready = False
         self.lent_to = None                                          # weakref to the graph's token, or None
+
+    @staticmethod
+    def size(T: int, B: int, H: int, element_size: int) -> int:
+        return (31 * T + 12) * B * H * element_size                 # forward and backward buffers, bytes
 
     def ready_backward(self) -> None:
         if self.backward_ready:
