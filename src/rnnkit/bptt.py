@@ -1,9 +1,9 @@
-"""Backpropagation through time for a whole LSTM layer, written out by hand.
+"""Backpropagation through time for a whole LSTM layer, written out by hand (CPU, small batches).
 
 ``cells.LSTMCell.recur`` states the forward equations; autograd can differentiate them step by step, but
 at small batches that costs about twenty tensor operations per time step (forward, backward and the
 bookkeeping between them), each a few microseconds of dispatch whatever its size. ``lstm_layer`` computes
-the same forward with seven operations per step and the backward with five, from the equations below.
+the same forward with eight operations per step and the backward with four, from the equations below.
 Everything that does not depend on the recurrence is done for all steps at once: the input projection
 (outside, one matmul), the gate derivatives (after the forward, a few whole-sequence operations), and the
 weight gradient dW_hh (one matmul over all steps, not one outer product per step).
@@ -21,17 +21,23 @@ t + 1) and δc the one reaching c_t from step t + 1; k = tanh(c_t):
     δc     ← δc ⊙ f                                   (the gradient reaching c_{t-1})
     δh     ← δout_{t-1} + δa W_hh                     (the gradient reaching h_{t-1})
 
-then dW_hh = Σ_t δa_tᵀ h_{t-1} and d xp_t = δa_t. The factors that multiply δh and δc (o (1 - k²),
-k o (1 - o), g i (1 - i), ...) are computed for every step at once before the loop. Checked against
-autograd through ``LSTMCell`` with ``torch.autograd.gradcheck`` in float64 (tests/test_bptt.py).
+then dW_hh = Σ_t δa_tᵀ h_{t-1} and d xp_t = δa_t. Checked against autograd through ``LSTMCell`` with
+``torch.autograd.gradcheck`` in float64 (tests/test_bptt.py).
 
-At batch 1 even making a view of step t of a buffer costs as much as the arithmetic of the step (about a
-microsecond to make and another to free, and a step needs a dozen). So the buffers of a layer, with their
-per-step views, live in a ``_Workspace`` that is made once per shape and reused, for problems small
-enough that this matters (``_CACHE_BYTES``). A workspace is lent to one forward and given back by its
-backward (or when that graph is dropped unused); outputs are copies, never the workspace's own memory. A
-second backward of the same graph (``retain_graph=True``) after the workspace has been lent again fails
-with autograd's "modified by an inplace operation" error instead of using overwritten values.
+What makes it fast at batch 1, where a step's arithmetic is a few hundred multiply-adds:
+
+- The matmuls and the sigmoid are torch's; the other elementwise steps are NumPy ufuncs on the same
+  memory, which cost well under a microsecond each where a torch call costs one and a half.
+- The factors that multiply δh and δc are computed for every step at once before the backward loop, and
+  arranged so that two operations make a step's five gradient blocks (see ``_Workspace``).
+- Even making a view of step t of a buffer costs as much as a step's arithmetic, so the buffers of a layer,
+  with their per-step views, live in a ``_Workspace`` made once per shape and reused. A workspace is lent
+  to one forward and given back by its backward (or when that graph is dropped unused); outputs are
+  copies, never the workspace's own memory. A graph whose workspace was lent again before its backward
+  (``retain_graph=True`` and a second backward) gets an error, not gradients of someone else's forward.
+
+Only used where it pays (``usable``): on the CPU, for workspaces up to ``_CACHE_BYTES``. Large batches
+spend their time in the matmuls, and there autograd's loop is as fast and needs no extra buffers.
 """
 
 from __future__ import annotations
@@ -39,23 +45,22 @@ from __future__ import annotations
 import weakref
 from collections import OrderedDict
 
+import numpy as np
 import torch
 from torch.autograd.function import once_differentiable
 
-_CACHE_BYTES = 16 << 20       # workspaces up to this size are kept and reused
+_CACHE_BYTES = 16 << 20       # workspaces up to this size are kept and reused, and lstm_layer is used
 _CACHE_SHAPES = 8             # ... for at most this many shapes (least recently used dropped first)
 
 
 def usable(xp: torch.Tensor) -> bool:
-    """Where ``lstm_layer`` stands in for the cell-by-cell loop: xp (B, T, 4H) small enough for its
-    workspace to be kept (there the per-step overhead it removes dominates; at large batches autograd's
-    loop is as fast or faster, and needs no extra passes over big buffers), in plain float32/64 eager
-    execution: under autocast the step's ``out=`` operations would meet mixed dtypes, and under
-    torch.compile the cell-by-cell graph is what Inductor fuses best.
-    """
+    """Where ``lstm_layer`` stands in for the cell-by-cell loop: xp (B, T, 4H) on the CPU in float32/64,
+    small enough for its workspace to be kept, in plain eager execution (under autocast the ``out=``
+    operations would meet mixed dtypes; under torch.compile the cell-by-cell graph is what Inductor
+    fuses best)."""
     B, T, G = xp.shape
-    return (xp.dtype in (torch.float32, torch.float64) and not torch.is_autocast_enabled(xp.device.type)
-            and not torch.compiler.is_compiling()
+    return (xp.device.type == "cpu" and xp.dtype in (torch.float32, torch.float64)
+            and not torch.is_autocast_enabled("cpu") and not torch.compiler.is_compiling()
             and _Workspace.size(T, B, G // 4, xp.element_size()) <= _CACHE_BYTES)
 
 
@@ -66,29 +71,35 @@ def lstm_layer(xp: torch.Tensor, weight_hh: torch.Tensor, h0: torch.Tensor, c0: 
     return _LSTMLayer.apply(xp, weight_hh, h0, c0, will_backward)
 
 
+def _steps(x: torch.Tensor) -> list:
+    """NumPy views of x[0], x[1], ... (the same memory)."""
+    return list(x.numpy())
+
+
 class _Workspace:
-    """Every buffer one layer's forward and backward write, with the views of each step made up front.
+    """Every buffer one layer's forward and backward write, with the views of each step made up front:
+    torch views (suffix ``_t``) for the torch operations, NumPy views for the ufuncs.
 
     The backward keeps its gate gradients in the order o i f g, followed by the gradient reaching c: one
     row of D per step, [δa_o | δa_i δa_f δa_g | δc_{t-1}]. Writing δc_t = δc' + δh ⊙ kc (δc' from step
     t + 1, kc = o (1 - k²)), the whole row is δh ⊙ k5 + [0 | δc' ⊙ k4] with k4 = [g i (1 - i),
-    c_{t-1} f (1 - f), i (1 - g²), f] and k5 = [k o (1 - o) | kc ⊙ k4]: two operations for the five blocks.
+    c_{t-1} f (1 - f), i (1 - g²), f] and k5 = [k o (1 - o) | kc ⊙ k4]: two products for the five blocks.
     """
 
     def __init__(self, T: int, B: int, H: int, like: torch.Tensor):
-        self.shape, self.like = (T, B, H), like
+        self.shape, self.like, self.nbytes = (T, B, H), like, self.size(T, B, H, like.element_size())
         new = lambda *shape: like.new_empty(shape)
         G = 4 * H
-        self.nbytes = self.size(T, B, H, like.element_size())
         # forward: the inputs (which become a_t in place), h_0..h_T, c_0..c_T, i f g o, tanh(c_t)
         self.xp, self.hs, self.cs = new(T, B, G), new(T + 1, B, H), new(T + 1, B, H)
-        self.acts, self.ks = new(T, B, G), new(T, B, H)
-        self.a_, self.h_, self.c_, self.k_ = (x.unbind(0) for x in (self.xp, self.hs, self.cs, self.ks))
-        self.a_g_ = self.xp[..., 2 * H:3 * H].unbind(0)
-        self.s_ = self.acts.unbind(0)
-        self.i_, self.f_, self.g_, self.o_ = (self.acts[..., n * H:(n + 1) * H].unbind(0) for n in range(4))
+        self.acts, self.ks, self.tmp = new(T, B, G), new(T, B, H), new(B, H)
+        self.a_t, self.h_t, self.s_t = self.xp.unbind(0), self.hs.unbind(0), self.acts.unbind(0)
+        self.a_g = _steps(self.xp[..., 2 * H:3 * H])
+        self.h, self.c, self.k = _steps(self.hs), _steps(self.cs), _steps(self.ks)
+        self.i, self.f, self.g, self.o = (_steps(self.acts[..., n * H:(n + 1) * H]) for n in range(4))
         self.backward_ready = False
-        self.lent_to = None                                          # weakref to the graph's token, or None
+        self.lent_to = None          # weakref to the token of the graph whose backward needs this, or None
+        self.forwards = 0            # forward passes run in this workspace: a graph checks it saw the last
 
     @staticmethod
     def size(T: int, B: int, H: int, element_size: int) -> int:
@@ -99,18 +110,19 @@ class _Workspace:
             return
         T, B, H = self.shape
         new = lambda *shape: self.like.new_empty(shape)
-        # incoming gradients (which become δh in place), the factors of the equations, the rows of D
+        # incoming gradients (which become δh in place), the factors of the equations, and the rows of D
         # (one more for δc_T)
         self.d_out, self.kc, self.k4, self.k5 = new(T, B, H), new(T, B, H), new(T, B, 4, H), new(T, B, 5, H)
-        self.D = new(T + 1, B, 5 * H)
-        self.d_out_, self.k4_, self.k5_ = (x.unbind(0) for x in (self.d_out, self.k4, self.k5))
-        self.dh3_ = self.d_out.unsqueeze(2).unbind(0)                # (B, 1, H): δh for five blocks at once
+        self.D, self.tmp4 = new(T + 1, B, 5 * H), new(B, 4, H)
+        self.dh_t = self.d_out.unbind(0)
         self.da = self.D[:T, :, :4 * H]                              # δa in the order o i f g
-        self.da_ = self.da.unbind(0)
-        self.d5_ = self.D[:T].unflatten(-1, (5, H)).unbind(0)        # [δa_o, δa_i, δa_f, δa_g, δc_{t-1}]
-        self.d4_ = self.D[:T, :, H:].unflatten(-1, (4, H)).unbind(0)  # [δa_i, δa_f, δa_g, δc_{t-1}]
+        self.da_t = self.da.unbind(0)
         self.dc = self.D[..., 4 * H:]                                # δc_t lives in row t (row T: δc_T)
-        self.dc3_ = self.dc.unsqueeze(2).unbind(0)                   # (B, 1, H) views
+        self.dh3 = _steps(self.d_out.unsqueeze(2))                   # (B, 1, H): δh for five blocks at once
+        self.dc3 = _steps(self.dc.unsqueeze(2))
+        self.k4_, self.k5_ = _steps(self.k4), _steps(self.k5)
+        self.d5 = _steps(self.D[:T].unflatten(-1, (5, H)))          # [δa_o, δa_i, δa_f, δa_g, δc_{t-1}]
+        self.d4 = _steps(self.D[:T, :, H:].unflatten(-1, (4, H)))   # [δa_i, δa_f, δa_g, δc_{t-1}]
         self.backward_ready = True
 
     def free(self) -> bool:
@@ -121,7 +133,7 @@ _workspaces: "OrderedDict[tuple, list[_Workspace]]" = OrderedDict()
 
 
 def _workspace(T: int, B: int, H: int, like: torch.Tensor) -> _Workspace:
-    key = (T, B, H, like.dtype, like.device)
+    key = (T, B, H, like.dtype)
     pool = _workspaces.get(key)
     if pool is not None:
         _workspaces.move_to_end(key)
@@ -147,36 +159,41 @@ class _LSTMLayer(torch.autograd.Function):
         B, T, G = xp.shape
         H = G // 4
         ws = _workspace(T, B, H, xp)
+        ws.forwards += 1
         if will_backward:
             ctx.token = _Token()
             ws.lent_to = weakref.ref(ctx.token)
-        ctx.ws = ws
+        ctx.ws, ctx.forward_number = ws, ws.forwards
         ws.xp.copy_(xp.transpose(0, 1))
         ws.hs[0].copy_(h0)
         ws.cs[0].copy_(c0)
-        h_, c_, k_, s_, i_, f_, g_, o_ = ws.h_, ws.c_, ws.k_, ws.s_, ws.i_, ws.f_, ws.g_, ws.o_
-        a_g_, w_t = ws.a_g_, weight_hh.t().contiguous()
-        for t, a in enumerate(ws.a_):
-            a.addmm_(h_[t], w_t)                                     # a_t = xp_t + W_hh h_{t-1}
-            torch.sigmoid(a, out=s_[t])                              # σ of all four blocks ...
-            torch.tanh(a_g_[t], out=g_[t])                           # ... then g's block becomes tanh(a_g)
-            torch.mul(f_[t], c_[t], out=c_[t + 1]).addcmul_(i_[t], g_[t])   # c_t = f ⊙ c_{t-1} + i ⊙ g
-            torch.tanh(c_[t + 1], out=k_[t])
-            torch.mul(o_[t], k_[t], out=h_[t + 1])                   # h_t = o ⊙ tanh(c_t)
-        # Saved so that autograd's version check catches a workspace rewritten before this graph's backward.
-        ctx.save_for_backward(weight_hh, ws.hs, ws.cs, ws.acts, ws.ks)
+        a_t, h_t, s_t, w_t = ws.a_t, ws.h_t, ws.s_t, weight_hh.t().contiguous()
+        a_g, h, c, k, i, f, g, o, tmp = ws.a_g, ws.h, ws.c, ws.k, ws.i, ws.f, ws.g, ws.o, ws.tmp.numpy()
+        for t in range(T):
+            a_t[t].addmm_(h_t[t], w_t)                               # a_t = xp_t + W_hh h_{t-1}
+            torch.sigmoid(a_t[t], out=s_t[t])                        # σ of all four blocks ...
+            np.tanh(a_g[t], out=g[t])                                # ... then g's block becomes tanh(a_g)
+            np.multiply(f[t], c[t], out=c[t + 1])                    # c_t = f ⊙ c_{t-1} + i ⊙ g
+            np.add(c[t + 1], np.multiply(i[t], g[t], out=tmp), out=c[t + 1])
+            np.tanh(c[t + 1], out=k[t])
+            np.multiply(o[t], k[t], out=h[t + 1])                    # h_t = o ⊙ tanh(c_t)
+        ctx.save_for_backward(weight_hh)
         out = ws.hs[1:].transpose(0, 1).clone(memory_format=torch.contiguous_format)   # (B, T, H)
         return out, ws.hs[T].clone(), ws.cs[T].clone()
 
     @staticmethod
     @once_differentiable
     def backward(ctx, d_out, d_hT, d_cT):
-        weight_hh, hs, cs, acts, ks = ctx.saved_tensors
+        (weight_hh,) = ctx.saved_tensors
         ws = ctx.ws
+        if ws.forwards != ctx.forward_number:
+            raise RuntimeError("rnnkit's LSTM layer ran forward again on this shape before this graph's "
+                               "backward; call backward before the next forward, or use retain_graph only "
+                               "with the fused backend")
         ws.ready_backward()
-        T, B, G = acts.shape
-        H = G // 4
-        i, f, g, o = acts.split(H, dim=2)                            # (T, B, H) each
+        T, B, H = ws.shape
+        i, f, g, o = ws.acts.split(H, dim=2)                         # (T, B, H) each
+        ks, cs = ws.ks, ws.cs
         # The factors of the backward equations, for every step at once (see _Workspace).
         torch.mul(o, 1 - ks * ks, out=ws.kc)                         # kc = o (1 - k²)
         k_i, k_f, k_g, k_c = ws.k4.unbind(2)
@@ -191,23 +208,23 @@ class _LSTMLayer(torch.autograd.Function):
             ws.d_out.zero_()
         else:
             ws.d_out.copy_(d_out.transpose(0, 1))
-        dc, dh3_, dc3_, da_, d5_, d4_ = ws.dc, ws.dh3_, ws.dc3_, ws.da_, ws.d5_, ws.d4_
-        k4_, k5_, dh_ = ws.k4_, ws.k5_, ws.d_out_                    # row t of d_out becomes δh_t
         if d_hT is not None:
-            dh_[T - 1].add_(d_hT)
+            ws.dh_t[T - 1].add_(d_hT)
         if d_cT is None:
-            dc[T].zero_()
+            ws.dc[T].zero_()
         else:
-            dc[T].copy_(d_cT)
-        for t in range(T - 1, -1, -1):
-            torch.mul(dh3_[t], k5_[t], out=d5_[t])                    # the δh terms of all five blocks
-            d4_[t].addcmul_(dc3_[t + 1], k4_[t])                      # + the δc' terms
+            ws.dc[T].copy_(d_cT)
+        dh_t, da_t, dh3, dc3, d5, d4, k4, k5 = ws.dh_t, ws.da_t, ws.dh3, ws.dc3, ws.d5, ws.d4, ws.k4_, ws.k5_
+        tmp4 = ws.tmp4.numpy()
+        for t in range(T - 1, -1, -1):                               # row t of d_out becomes δh_t
+            np.multiply(dh3[t], k5[t], out=d5[t])                    # the δh terms of all five blocks
+            np.add(d4[t], np.multiply(dc3[t + 1], k4[t], out=tmp4), out=d4[t])   # + the δc' terms
             if t:
-                dh_[t - 1].addmm_(da_[t], w)                          # δh_{t-1} = δout_{t-1} + δa W_hh
-        d_h0 = da_[0] @ w
-        d_w = ws.da.flatten(0, 1).t() @ hs[:-1].flatten(0, 1)       # Σ_t δa_tᵀ h_{t-1}, rows o i f g
+                dh_t[t - 1].addmm_(da_t[t], w)                       # δh_{t-1} = δout_{t-1} + δa W_hh
+        d_h0 = da_t[0] @ w
+        d_w = ws.da.flatten(0, 1).t() @ ws.hs[:-1].flatten(0, 1)    # Σ_t δa_tᵀ h_{t-1}, rows o i f g
         d_w = torch.cat([d_w[H:], d_w[:H]])                          # back to i f g o
         d_xp = torch.cat([ws.da[..., H:], ws.da[..., :H]], dim=2).transpose(0, 1)   # (B, T, 4H), i f g o
-        d_c0 = dc[0].clone()
+        d_c0 = ws.dc[0].clone()
         ws.lent_to = None                                            # this graph is done with the workspace
         return d_xp, d_w, d_h0, d_c0, None
