@@ -139,6 +139,7 @@ CASES = {
     "threads 0": (["train", "{d}/good.txt", "--threads", "0"], ["--threads: must be at least 1"]),
     "sample length -1": (["sample", "{run}", "--length", "-1"], ["--length: must be 0 or more"]),
     "num samples 0": (["sample", "{run}", "--num-samples", "0"], ["--num-samples: must be at least 1"]),
+    "num samples huge": (["sample", "{run}", "--num-samples", "999999999999999999999999"], ["num_samples must be at most 100,000"]),
     # --- sampling knobs
     "temperature -0.5": (["sample", "{run}", "--temperature", "-0.5"], ["--temperature: must be >= 0, got -0.5"]),
     "temperature nan": (["sample", "{run}", "--temperature", "nan"], ["--temperature: must be a finite number"]),

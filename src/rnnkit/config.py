@@ -132,6 +132,9 @@ class TrainConfig:
             _at_least("threads", self.threads, 1)
 
 
+MAX_SAMPLES = 100_000
+
+
 @dataclass(frozen=True)
 class SampleConfig:
     prompt: str = "\n"                  # text the model reads before generating
@@ -145,6 +148,9 @@ class SampleConfig:
     def __post_init__(self) -> None:
         _at_least("length", self.length, 0)
         _at_least("num_samples", self.num_samples, 1)
+        if self.num_samples > MAX_SAMPLES:
+            raise ConfigError(f"num_samples must be at most {MAX_SAMPLES:,} (they are generated together as one "
+                              f"batch); got {self.num_samples:,}")
         if not (math.isfinite(self.temperature) and self.temperature >= 0):
             raise ConfigError(f"temperature must be >= 0 (0 = greedy), got {self.temperature}")
         if self.top_k is not None:
