@@ -71,6 +71,21 @@ def test_outputs_are_not_overwritten_by_the_next_call():
         assert torch.equal(k, f)
 
 
+def test_a_workspace_made_under_inference_mode_serves_training():
+    """Evaluation (inference_mode) first, then training on the same shape: the kept buffers must be
+    normal tensors, and both passes give autograd's numbers."""
+    args = inputs(seed=8, dtype=torch.float32)
+    bptt._workspaces.clear()
+    with torch.inference_mode():
+        evaluated = bptt.lstm_layer(*args)[0]
+    out = bptt.lstm_layer(*args)[0]
+    torch.testing.assert_close(evaluated, out)
+    got = torch.autograd.grad(out.sum(), args)
+    want = torch.autograd.grad(cell_loop(*args, 4)[0].sum(), args)
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w)
+
+
 def test_a_second_backward_after_the_workspace_was_reused_fails_loudly():
     """retain_graph=True, then another forward of the same shape, then backward again: autograd's version
     check must refuse, not return gradients computed from the other forward's values."""

@@ -88,7 +88,7 @@ class _Workspace:
 
     def __init__(self, T: int, B: int, H: int, like: torch.Tensor):
         self.shape, self.like, self.nbytes = (T, B, H), like, self.size(T, B, H, like.element_size())
-        new = lambda *shape: like.new_empty(shape)
+        new = self.new
         G = 4 * H
         # forward: the inputs (which become a_t in place), h_0..h_T, c_0..c_T, i f g o, tanh(c_t)
         self.xp, self.hs, self.cs = new(T, B, G), new(T + 1, B, H), new(T + 1, B, H)
@@ -101,6 +101,11 @@ class _Workspace:
         self.lent_to = None          # weakref to the token of the graph whose backward needs this, or None
         self.forwards = 0            # forward passes run in this workspace: a graph checks it saw the last
 
+    def new(self, *shape: int) -> torch.Tensor:
+        # Normal tensors even when made under inference_mode: the workspace outlives that block.
+        with torch.inference_mode(False):
+            return self.like.new_empty(shape)
+
     @staticmethod
     def size(T: int, B: int, H: int, element_size: int) -> int:
         return (31 * T + 12) * B * H * element_size                 # forward and backward buffers, bytes
@@ -109,7 +114,7 @@ class _Workspace:
         if self.backward_ready:
             return
         T, B, H = self.shape
-        new = lambda *shape: self.like.new_empty(shape)
+        new = self.new
         # incoming gradients (which become δh in place), the factors of the equations, and the rows of D
         # (one more for δc_T)
         self.d_out, self.kc, self.k4, self.k5 = new(T, B, H), new(T, B, H), new(T, B, 4, H), new(T, B, 5, H)
