@@ -14,7 +14,9 @@ time to compile, and fused time / compiled time; ``--only`` keeps the cases whos
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
+import tempfile
 import time
 
 import torch
@@ -61,6 +63,8 @@ def main() -> None:
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.compile:   # an empty Inductor cache, so that "compile s" is what a first run costs
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="rnnkit-bench-inductor-")
     torch._dynamo.config.cache_size_limit = 64     # one compiled graph per case
     header = ["case", "B x T, I -> H", "fused ms", "scratch ms", "fused / scratch"]
     if args.compile:
@@ -101,7 +105,8 @@ def main() -> None:
         body = ("One training step of the recurrent layer alone (forward over T steps, backward of a weighted sum "
                 f"of the outputs), same weights, median of {args.reps} runs alternating fused / scratch"
                 f"{' / compiled' if args.compile else ''} in rounds. *compiled*: the scratch layer under "
-                "`torch.compile(dynamic=False)` (as `rnnkit train --compile`), *compile s*: its first call. "
+                "`torch.compile(dynamic=False)` (as `rnnkit train --compile`), *compile s*: its first call, "
+                "with an empty Inductor cache. "
                 "Targets (issue 5): scratch >= 0.5x fused, Elman >= 0.8x nn.RNN.\n\n" + text)
         write_section("bench_scratch" + ("_compiled" if args.compile else ""),
                       "Scratch backend vs fused" + (", with torch.compile" if args.compile else ""), body)

@@ -181,8 +181,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--threads", type=_threads, default=S, help="CPU threads for PyTorch")
     g.add_argument("--compile", action="store_true", default=S,
                    help="compile the training step with torch.compile: 1-4 minutes of compiling on 2 cores "
-                        "(counted in the time budget; needs a C++ compiler on the CPU), then the scratch "
-                        "backend's steps run 1.1-3x faster; no gain for fused layers")
+                        "(counted in the time budget; needs a C++ compiler on the CPU), then batched scratch "
+                        "cells run up to 1.5x faster; no gain for fused layers, nor for a scratch LSTM at small "
+                        "CPU batches")
     g = t.add_argument_group("run")
     g.add_argument("--config", default=S, metavar="FILE.toml", help="TOML file with [data], [model], [train] tables")
     g.add_argument("--out", default=S, help="run directory (default runs/<corpus or file name>)")
