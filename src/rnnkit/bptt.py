@@ -50,6 +50,7 @@ import torch
 from torch.autograd.function import once_differentiable
 
 _CACHE_BYTES = 16 << 20       # workspaces up to this size are kept and reused, and lstm_layer is used
+_GEMV_ELEMENTS = 1 << 18      # batch-1 recurrent matmuls up to this many weights go through NumPy
 _CACHE_SHAPES = 8             # ... for at most this many shapes (least recently used dropped first)
 
 
@@ -95,6 +96,11 @@ class _Workspace:
         self.acts, self.ks, self.tmp = new(T, B, G), new(T, B, H), new(B, H)
         self.a_t, self.h_t, self.s_t = self.xp.unbind(0), self.hs.unbind(0), self.acts.unbind(0)
         self.a_g = _steps(self.xp[..., 2 * H:3 * H])
+        # At batch 1 the recurrent matmuls are matrix-vector products: NumPy's (OpenBLAS, one thread at
+        # these sizes) takes 4.5 µs where torch's MKL call takes 7.5 at 512x128. Larger ones stay with
+        # torch: OpenBLAS would start its own thread pool there, which fights torch's OpenMP threads.
+        self.gemv = B == 1 and G * H <= _GEMV_ELEMENTS
+        self.a, self.tmp_g = _steps(self.xp), new(B, G).numpy()
         self.h, self.c, self.k = _steps(self.hs), _steps(self.cs), _steps(self.ks)
         self.i, self.f, self.g, self.o = (_steps(self.acts[..., n * H:(n + 1) * H]) for n in range(4))
         self.backward_ready = False
@@ -119,9 +125,9 @@ class _Workspace:
         # (one more for δc_T)
         self.d_out, self.kc, self.k4, self.k5 = new(T, B, H), new(T, B, H), new(T, B, 4, H), new(T, B, 5, H)
         self.D, self.tmp4 = new(T + 1, B, 5 * H), new(B, 4, H)
-        self.dh_t = self.d_out.unbind(0)
+        self.dh_t, self.dh = self.d_out.unbind(0), _steps(self.d_out)
         self.da = self.D[:T, :, :4 * H]                              # δa in the order o i f g
-        self.da_t = self.da.unbind(0)
+        self.da_t, self.da_n = self.da.unbind(0), _steps(self.da)
         self.dc = self.D[..., 4 * H:]                                # δc_t lives in row t (row T: δc_T)
         self.dh3 = _steps(self.d_out.unsqueeze(2))                   # (B, 1, H): δh for five blocks at once
         self.dc3 = _steps(self.dc.unsqueeze(2))
@@ -174,8 +180,12 @@ class _LSTMLayer(torch.autograd.Function):
         ws.cs[0].copy_(c0)
         a_t, h_t, s_t, w_t = ws.a_t, ws.h_t, ws.s_t, weight_hh.t().contiguous()
         a_g, h, c, k, i, f, g, o, tmp = ws.a_g, ws.h, ws.c, ws.k, ws.i, ws.f, ws.g, ws.o, ws.tmp.numpy()
+        a, tmp_g, gemv, w_n = ws.a, ws.tmp_g, ws.gemv, w_t.numpy()
         for t in range(T):
-            a_t[t].addmm_(h_t[t], w_t)                               # a_t = xp_t + W_hh h_{t-1}
+            if gemv:                                                 # a_t = xp_t + W_hh h_{t-1}
+                np.add(a[t], np.dot(h[t], w_n, out=tmp_g), out=a[t])
+            else:
+                a_t[t].addmm_(h_t[t], w_t)
             torch.sigmoid(a_t[t], out=s_t[t])                        # σ of all four blocks ...
             np.tanh(a_g[t], out=g[t])                                # ... then g's block becomes tanh(a_g)
             np.multiply(f[t], c[t], out=c[t + 1])                    # c_t = f ⊙ c_{t-1} + i ⊙ g
@@ -220,12 +230,14 @@ class _LSTMLayer(torch.autograd.Function):
         else:
             ws.dc[T].copy_(d_cT)
         dh_t, da_t, dh3, dc3, d5, d4, k4, k5 = ws.dh_t, ws.da_t, ws.dh3, ws.dc3, ws.d5, ws.d4, ws.k4_, ws.k5_
-        tmp4 = ws.tmp4.numpy()
+        tmp4, tmp, dh, da, gemv, w_n = ws.tmp4.numpy(), ws.tmp.numpy(), ws.dh, ws.da_n, ws.gemv, w.numpy()
         for t in range(T - 1, -1, -1):                               # row t of d_out becomes δh_t
             np.multiply(dh3[t], k5[t], out=d5[t])                    # the δh terms of all five blocks
             np.add(d4[t], np.multiply(dc3[t + 1], k4[t], out=tmp4), out=d4[t])   # + the δc' terms
-            if t:
-                dh_t[t - 1].addmm_(da_t[t], w)                       # δh_{t-1} = δout_{t-1} + δa W_hh
+            if t and gemv:                                           # δh_{t-1} = δout_{t-1} + δa W_hh
+                np.add(dh[t - 1], np.dot(da[t], w_n, out=tmp), out=dh[t - 1])
+            elif t:
+                dh_t[t - 1].addmm_(da_t[t], w)
         d_h0 = da_t[0] @ w
         d_w = ws.da.flatten(0, 1).t() @ ws.hs[:-1].flatten(0, 1)    # Σ_t δa_tᵀ h_{t-1}, rows o i f g
         d_w = torch.cat([d_w[H:], d_w[:H]])                          # back to i f g o
