@@ -90,7 +90,8 @@ class _Workspace:
     """
 
     def __init__(self, T: int, B: int, H: int, like: torch.Tensor):
-        self.shape, self.like, self.nbytes = (T, B, H), like, self.size(T, B, H, like.element_size())
+        self.shape, self.nbytes = (T, B, H), self.size(T, B, H, like.element_size())
+        self.dtype, self.device = like.dtype, like.device           # not ``like`` itself: no input kept alive
         new = self.new
         G = 4 * H
         # forward: the inputs (which become a_t in place), h_0..h_T, c_0..c_T, i f g o, tanh(c_t)
@@ -112,7 +113,7 @@ class _Workspace:
     def new(self, *shape: int) -> torch.Tensor:
         # Normal tensors even when made under inference_mode: the workspace outlives that block.
         with torch.inference_mode(False):
-            return self.like.new_empty(shape)
+            return torch.empty(shape, dtype=self.dtype, device=self.device)
 
     @staticmethod
     def size(T: int, B: int, H: int, element_size: int) -> int:

@@ -36,9 +36,10 @@ class Unrolled(nn.Module):
     """Any scratch cell run over time and stacked in layers, with dropout between layers.
 
     Per layer, the input half of every gate is computed for all T steps in one matmul (``project``);
-    only the recurrence itself loops over time, one ``recur`` call per step. The LSTM runs the same
-    equations through ``bptt.lstm_layer`` (a hand-written backward over the whole sequence, far fewer
-    operations per step) except under autocast or torch.compile.
+    only the recurrence itself loops over time, one ``recur`` call per step. Where ``bptt.usable`` says so
+    (small batches on the CPU, eager float32/64), the LSTM runs the same equations through
+    ``bptt.lstm_layer`` instead: a hand-written backward over the whole sequence, far fewer operations
+    per step.
     """
 
     def __init__(self, cell: str, input_size: int, hidden_size: int, num_layers: int = 1,
