@@ -6,6 +6,7 @@ from torch import nn
 
 from rnnkit.config import DataConfig, ModelConfig, TrainConfig
 from rnnkit.models import CharLM
+from rnnkit import recurrent
 from rnnkit.recurrent import (Unrolled, detach_state, fused_to_scratch_keys, is_fused, make_recurrent,
                               scratch_to_fused_keys)
 
@@ -151,3 +152,72 @@ def test_load_with_backend_override_gives_same_logits(tmp_path, trained_on):
     tokens = fused.vocab.encode("the mat sat").long()[None]
     with torch.no_grad():
         torch.testing.assert_close(scratch.model(tokens)[0], fused.model(tokens)[0], rtol=1e-5, atol=1e-5)
+
+
+# --- CPU bf16 autocast and the fused LSTM --------------------------------------------------------------------
+
+def _lstm_pair():
+    torch.manual_seed(0)
+    ours = recurrent.LSTM(6, 5, num_layers=2, batch_first=True)
+    ref = nn.LSTM(6, 5, num_layers=2, batch_first=True)
+    ref.load_state_dict(ours.state_dict())
+    return ours, ref
+
+
+@pytest.mark.parametrize("packed", [False, True])
+def test_lstm_under_cpu_bf16_autocast_runs_and_falls_back_to_fp32_where_the_cpu_cannot(monkeypatch, packed):
+    ours, ref = _lstm_pair()
+    monkeypatch.setattr(recurrent, "cpu_has_bf16_lstm", lambda: False)   # as on this AVX2 machine
+    x = torch.randn(3, 4, 6)
+    if packed:
+        x = nn.utils.rnn.pack_padded_sequence(x, torch.tensor([4, 2, 1]), batch_first=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out, (h, c) = ours(x)
+    want, (hw, cw) = ref(x)
+    if packed:
+        out, want = out.data, want.data
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, want)
+    torch.testing.assert_close(h, hw)
+
+
+def test_lstm_keeps_bf16_autocast_where_the_cpu_has_a_bf16_kernel(monkeypatch):
+    # On CPUs with oneDNN's bf16 LSTM (AVX-512) the layer must run under autocast, which is where bf16 pays.
+    ours, _ = _lstm_pair()
+    monkeypatch.setattr(recurrent, "cpu_has_bf16_lstm", lambda: True)
+    seen = []
+    monkeypatch.setattr(nn.LSTM, "forward", lambda self, x, hx=None: seen.append(
+        (torch.is_autocast_enabled("cpu"), x.dtype)) or (x, hx))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ours(torch.randn(1, 2, 6))
+    ours(torch.randn(1, 2, 6))
+    assert seen == [(True, torch.float32), (False, torch.float32)]
+
+
+def test_cpu_bf16_probe_agrees_with_torch_and_the_training_warning():
+    from rnnkit.evaluate import precision_warning
+    try:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            nn.LSTM(3, 3)(torch.zeros(2, 1, 3))[0].float().sum().backward()
+        works = True
+    except RuntimeError:
+        works = False
+    assert recurrent.cpu_has_bf16_lstm() is works
+    cpu = torch.device("cpu")
+    assert (precision_warning(cpu, "bf16") is None) is works
+    assert precision_warning(cpu, "fp32") is None
+    assert precision_warning(torch.device("cuda"), "bf16") is None
+
+
+@pytest.mark.parametrize("packed", [False, True])
+def test_classifier_lstm_trains_under_cpu_bf16_autocast(packed):
+    from rnnkit.config import ClassifierConfig
+    from rnnkit.models import SequenceClassifier
+    torch.manual_seed(0)
+    m = SequenceClassifier(ClassifierConfig(vocab_size=12, num_classes=2, cell="lstm", embed_size=8,
+                                            hidden_size=8, packed=packed))
+    tokens, lengths = torch.randint(1, 12, (3, 5)), torch.tensor([5, 3, 1])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = m(tokens, lengths)
+    logits.float().sum().backward()
+    assert torch.isfinite(logits.float()).all() and m.embed.weight.grad is not None

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from . import checkpoint as ckpt
 from .config import ClassifierConfig, TextDataConfig, TrainConfig, from_dict, to_dict
 from .corpus import CorpusError
-from .evaluate import autocast
+from .evaluate import autocast, precision_warning
 from .models import SequenceClassifier
 from .text import UNK_ID, WordVocab, tokenize
 from .metrics import ClassifyScore
@@ -541,6 +541,8 @@ def _run(run_dir: Path, data_cfg: TextDataConfig, model_cfg: ClassifierConfig, c
         f"{cfg.optimizer} lr {cfg.lr:g} ({cfg.schedule}); budget "
         f"{trainer.total_steps or '-'} steps{f', {cfg.time_budget:g}s' if cfg.time_budget else ''}"
         f"{f', patience {patience} epochs' if patience else ''}; run directory {run_dir}")
+    if note := precision_warning(device, cfg.precision):
+        say(note)
 
     stopped_early = False
     try:

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from .metrics import LMScore
+from .recurrent import cpu_has_bf16_lstm
 
 
 def autocast(device: torch.device, precision: str):
@@ -15,6 +16,14 @@ def autocast(device: torch.device, precision: str):
     if precision == "bf16":
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def precision_warning(device: torch.device, precision: str) -> str | None:
+    """A line to show before training in bf16 on a CPU without bf16 kernels, where it is slower than fp32."""
+    if precision == "bf16" and device.type == "cpu" and not cpu_has_bf16_lstm():
+        return ("warning: this CPU has no bfloat16 kernels for recurrent layers (oneDNN wants AVX-512 with bf16); "
+                "--precision bf16 keeps LSTM layers in fp32 and runs the rest slower than fp32: prefer fp32 here")
+    return None
 
 
 @torch.inference_mode()

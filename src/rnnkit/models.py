@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import ClassifierConfig, ModelConfig
-from .recurrent import Unrolled, make_recurrent
+from .recurrent import LSTM, Unrolled, make_recurrent
 
 
 class CharLM(nn.Module):
@@ -59,7 +59,7 @@ class CharLM(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
 
-_TORCH_RNNS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+_TORCH_RNNS = {"rnn": nn.RNN, "lstm": LSTM, "gru": nn.GRU}   # LSTM: nn.LSTM that survives CPU bf16
 
 
 class SequenceClassifier(nn.Module):

@@ -8,28 +8,48 @@ State layout is torch.nn's for both: ``h`` of shape (num_layers, B, H), or ``(h,
 
 from __future__ import annotations
 
+import functools
 import re
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils.rnn import PackedSequence
 
 from . import bptt
 from .cells import CELLS
 
 
-class _LSTM(nn.LSTM):
-    """torch.nn.LSTM that runs in float32 under CPU bf16 autocast: oneDNN has no bf16 LSTM kernel on CPUs
-    without AVX512-BF16 and fails ("could not create a primitive descriptor"). Same parameters and keys."""
+@functools.cache
+def cpu_has_bf16_lstm() -> bool:
+    """Whether torch.nn.LSTM runs under CPU bf16 autocast here. oneDNN's bf16 LSTM needs AVX-512 (with
+    bf16 instructions or AMX for speed); elsewhere creating it fails ("could not create a primitive
+    descriptor"). Probed once per process, forward and backward, on a 4-unit layer (about a millisecond)."""
+    with torch.inference_mode(False), torch.enable_grad():
+        probe = nn.LSTM(4, 4, batch_first=True)
+        try:
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                probe(torch.zeros(1, 2, 4))[0].float().sum().backward()
+        except RuntimeError:
+            return False
+    return True
+
+
+class LSTM(nn.LSTM):
+    """torch.nn.LSTM (same parameters and keys) that, under CPU autocast, runs in float32 where this CPU has
+    no bf16 LSTM kernel (see ``cpu_has_bf16_lstm``), instead of failing. Takes PackedSequences too."""
 
     def forward(self, x, hx=None):
-        if x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+        data = x.data if isinstance(x, PackedSequence) else x
+        if (data.device.type == "cpu" and torch.is_autocast_enabled("cpu")
+                and not (torch.get_autocast_dtype("cpu") == torch.bfloat16 and cpu_has_bf16_lstm())):
             with torch.autocast("cpu", enabled=False):
+                hx = None if hx is None else tuple(h.float() for h in hx)
                 return super().forward(x.float(), hx)
         return super().forward(x, hx)
 
 
-_FUSED = {"rnn": nn.RNN, "lstm": _LSTM, "gru": nn.GRU}
+_FUSED = {"rnn": nn.RNN, "lstm": LSTM, "gru": nn.GRU}
 
 
 class Unrolled(nn.Module):

@@ -19,7 +19,7 @@ from . import checkpoint as ckpt
 from .batching import make_batches
 from .config import DataConfig, ModelConfig, TrainConfig, from_dict, to_dict
 from .corpus import CorpusError, describe, load_text, read_text
-from .evaluate import evaluate_stream
+from .evaluate import evaluate_stream, precision_warning
 from .metrics import LMScore
 from .models import CharLM
 from .recurrent import detach_state
@@ -197,6 +197,8 @@ def _run(run_dir: Path, data_cfg: DataConfig, model_cfg: ModelConfig, cfg: Train
         f"{model.num_parameters():,} parameters on {device}, {cfg.precision}")
     say(f"training: {cfg.batching} batches {cfg.batch_size}x{cfg.seq_len}, {cfg.optimizer} lr {cfg.lr:g} "
         f"({cfg.schedule}), clip {cfg.clip:g}; budget {budget}; run directory {run_dir}")
+    if note := precision_warning(device, cfg.precision):
+        say(note)
     if cfg.compile:
         say("compiling the training step (torch.compile): the first step takes minutes")
     try:
