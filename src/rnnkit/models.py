@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import ClassifierConfig, ModelConfig
-from .recurrent import LSTM, Unrolled, make_recurrent
+from .recurrent import FUSED, Unrolled, make_recurrent
 
 
 class CharLM(nn.Module):
@@ -59,9 +59,6 @@ class CharLM(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
 
-_TORCH_RNNS = {"rnn": nn.RNN, "lstm": LSTM, "gru": nn.GRU}   # LSTM: nn.LSTM that survives CPU bf16
-
-
 class SequenceClassifier(nn.Module):
     """Word ids -> embedding -> (bi)directional recurrent layers -> pooled valid steps -> class logits.
 
@@ -86,7 +83,7 @@ class SequenceClassifier(nn.Module):
         c = config
         d = 2 if c.bidirectional else 1
         self.embed = nn.Embedding(c.vocab_size, c.embed_size, padding_idx=0)
-        rnn = _TORCH_RNNS[c.cell]
+        rnn = FUSED[c.cell]           # torch.nn layers (the LSTM survives CPU bf16)
         self.layers = nn.ModuleList(                                # layers[k][0] forward, [k][1] backward
             nn.ModuleList(rnn(c.embed_size if k == 0 else d * c.hidden_size, c.hidden_size, batch_first=True)
                           for _ in range(d))

@@ -49,7 +49,7 @@ class LSTM(nn.LSTM):
         return super().forward(x, hx)
 
 
-_FUSED = {"rnn": nn.RNN, "lstm": LSTM, "gru": nn.GRU}
+FUSED = {"rnn": nn.RNN, "lstm": LSTM, "gru": nn.GRU}
 
 
 class Unrolled(nn.Module):
@@ -109,7 +109,7 @@ def make_recurrent(cell: str, input_size: int, hidden_size: int, num_layers: int
         return Unrolled(cell, input_size, hidden_size, num_layers, dropout)
     if backend != "fused":
         raise ValueError(f"unknown backend {backend!r}; choose fused or scratch")
-    return _FUSED[cell](input_size, hidden_size, num_layers, batch_first=True, dropout=dropout)
+    return FUSED[cell](input_size, hidden_size, num_layers, batch_first=True, dropout=dropout)
 
 
 def is_fused(module: nn.Module) -> bool:
