@@ -96,6 +96,27 @@ def test_split_is_contiguous_90_10(tiny_corpus):
     assert data.vocab.decode(data.train) + data.vocab.decode(data.val) == text
 
 
+def test_timed_evaluation_also_comes_once_per_epoch(tiny_corpus, tmp_path, monkeypatch):
+    # A minute is many epochs of a small corpus: the best weights must not be missed between evaluations.
+    from rnnkit import trainer
+    monkeypatch.setattr(trainer, "MAX_EVAL_SHARE", 1.0)    # this tiny model evaluates as long as it trains
+    out = tmp_path / "run"
+    cfg = _cfg(batch_size=8, seq_len=32, steps=50, eval_every=None, eval_every_s=60.0)
+    train(DataConfig(path=str(tiny_corpus)), SMALL, cfg, out, quiet=True)
+    per_epoch = (round(len(tiny_corpus.read_text(encoding="utf-8")) * 0.9) - 1) // 8 // 32
+    assert per_epoch == 21
+    assert [r["step"] for r in ckpt.read_metrics(out)] == [21, 42, 50]
+
+
+def test_epoch_end_evaluation_yields_to_training_when_it_is_slow(tiny_corpus, tmp_path, monkeypatch):
+    from rnnkit import trainer
+    monkeypatch.setattr(trainer, "MAX_EVAL_SHARE", 1e-9)   # any evaluation would take too large a share
+    out = tmp_path / "run"
+    cfg = _cfg(batch_size=8, seq_len=32, steps=50, eval_every=None, eval_every_s=60.0)
+    train(DataConfig(path=str(tiny_corpus)), SMALL, cfg, out, quiet=True)
+    assert [r["step"] for r in ckpt.read_metrics(out)] == [21, 50]   # the first costs nothing known yet
+
+
 def test_training_lowers_the_loss(tiny_corpus, tmp_path):
     out = tmp_path / "run"
     train(DataConfig(path=str(tiny_corpus)), SMALL, _cfg(steps=60, eval_every=30, lr=1e-2), out, quiet=True)
@@ -130,3 +151,14 @@ def test_a_new_run_that_fails_before_its_first_checkpoint_leaves_nothing(tiny_co
     with pytest.raises(ValueError):
         train(DataConfig(path=str(tiny_corpus)), SMALL, _cfg(), tmp_path / "new" / "run", quiet=True)
     assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.parametrize("alphabet, given, expected", [(60, None, 5e-3), (1200, None, 2e-3), (1200, 1e-2, 1e-2)])
+def test_default_learning_rate_is_lower_for_a_large_alphabet(tmp_path, alphabet, given, expected):
+    path = tmp_path / "text.txt"
+    path.write_text("".join(chr(0x4E00 + i) for i in range(alphabet)) * 4, encoding="utf-8")
+    cfg = _cfg(steps=1, batch_size=2, seq_len=8, eval_every=None, lr=given)
+    train(DataConfig(path=str(path)), SMALL, cfg, tmp_path / "run", quiet=True)
+    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert run["model"]["vocab_size"] == alphabet and run["train"]["lr"] == expected
+    assert ckpt.read_metrics(tmp_path / "run")[-1]["lr"] == pytest.approx(expected * 1 / 3)   # warm-up step 1 of 3

@@ -505,6 +505,8 @@ def _run(run_dir: Path, data_cfg: TextDataConfig, model_cfg: ClassifierConfig, c
     spe = batches.steps_per_epoch
     if cfg.eval_every is None and cfg.eval_every_s is None:
         cfg = dataclasses.replace(cfg, eval_every=spe)             # validate at each epoch's end
+    if cfg.lr is None:
+        cfg = dataclasses.replace(cfg, lr=TRAIN_DEFAULTS["lr"])
     if cfg.steps is None and cfg.epochs is None and cfg.time_budget is None:
         cfg = dataclasses.replace(cfg, steps=max(DEFAULT_EPOCHS * spe, DEFAULT_MIN_STEPS))
     budgets = [b for b in (cfg.steps, math.ceil(cfg.epochs * spe) if cfg.epochs else None) if b is not None]

@@ -160,7 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--batch-size", type=_positive_int, default=S, help="sequences per step")
     g.add_argument("--seq-len", type=_positive_int, default=S, help="characters per sequence (BPTT length)")
     g.add_argument("--optimizer", choices=OPTIMIZERS, default=S, help="update rule")
-    g.add_argument("--lr", type=_float(0, low_open=True), default=S, help="peak learning rate")
+    g.add_argument("--lr", type=_float(0, low_open=True), default=S,
+                   help="peak learning rate (default 5e-3; 2e-3 for alphabets of over 1,000 symbols)")
     g.add_argument("--weight-decay", type=_float(0), default=S, help="L2 (sgd, adam) or decoupled (adamw)")
     g.add_argument("--momentum", type=_float(0), default=S, help="SGD momentum")
     g.add_argument("--schedule", choices=SCHEDULES, default=S, help="learning-rate schedule")
@@ -172,7 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--time-budget", type=_duration, default=S,
                    help="budget: training time, e.g. 90s, 10m, 1h (evaluation not counted); default 10m "
                         "when no budget is given")
-    g.add_argument("--eval-every", type=_eval_every, default=S, help="validate every N steps, or every 60s / 2m")
+    g.add_argument("--eval-every", type=_eval_every, default=S,
+                   help="validate every N steps, or every 60s / 2m of training and at least once per epoch "
+                        "(default 60s)")
     g.add_argument("--eval-chars", type=_positive_int, default=S,
                    help="validation characters for periodic evaluations (the final one uses all)")
     g.add_argument("--seed", type=int, default=S, help="seeds weights, dropout and data order")

@@ -81,7 +81,8 @@ class TrainConfig:
     batch_size: int = 64                # parallel sequences per step
     seq_len: int = 50                   # characters per sequence (truncated-BPTT length; 50 beat 100 and 200)
     optimizer: str = "adam"             # sgd | adam | adamw
-    lr: float = 5e-3                    # peak learning rate (the LSTM gains most from 5e-3 over 3e-3)
+    lr: Optional[float] = None          # peak learning rate; None: 5e-3 (the LSTM gains most from 5e-3 over
+                                        # 3e-3), or 2e-3 for alphabets of over 1,000 symbols (Chinese text)
     weight_decay: float = 0.0           # L2 (sgd, adam) or decoupled (adamw) weight decay
     momentum: float = 0.0               # SGD momentum
     schedule: str = "cosine"            # constant | cosine (with warm-up, decays to min_lr_ratio) | plateau
@@ -92,7 +93,8 @@ class TrainConfig:
     epochs: Optional[float] = None      # budget in passes over the training text
     time_budget: Optional[float] = None # budget in seconds of training (evaluation time not counted)
     eval_every: Optional[int] = None    # validate every N steps ...
-    eval_every_s: Optional[float] = 60.0  # ... or every N seconds of training (used when eval_every is None)
+    eval_every_s: Optional[float] = 60.0  # ... or every N seconds of training, and at least once per epoch
+                                        # (used when eval_every is None)
     eval_chars: Optional[int] = None    # cap on validation characters for periodic evaluations (final: all)
     seed: int = 1234                    # seeds weights, dropout and data order
     device: str = "auto"                # auto | cpu | cuda
@@ -109,7 +111,8 @@ class TrainConfig:
         _at_least("batch_size", self.batch_size, 1)
         _at_least("seq_len", self.seq_len, 1)
         _at_least("warmup_steps", self.warmup_steps, 0)
-        _positive_finite("lr", self.lr)
+        if self.lr is not None:
+            _positive_finite("lr", self.lr)
         for name in ("weight_decay", "momentum", "clip"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):

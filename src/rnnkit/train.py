@@ -92,6 +92,20 @@ class LMTask:
         self.state = None if s is None else (tuple(t.to(self.device) for t in s) if isinstance(s, list) else s.to(self.device))
 
 
+LARGE_ALPHABET = 1000         # symbols; above this the default learning rate is lower
+
+
+def default_lr(vocab_size: int) -> float:
+    """The peak learning rate when none is given: 5e-3, or 2e-3 for a large alphabet.
+
+    With thousands of symbols (Chinese, Japanese) most of them are rare, and Adam's step for a rare
+    symbol's weights is as large as for a common one's: at 5e-3 a 2x256 GRU on Jay Chou's lyrics (2,583
+    symbols) stayed at 6.19 nats/char where 2e-3 reached 6.02 and 1e-3 5.98, while on a 63 K-character
+    slice of Tiny Shakespeare (65 symbols) 5e-3 and 2e-3 did equally well (docs/benchmarks.md).
+    """
+    return 2e-3 if vocab_size > LARGE_ALPHABET else 5e-3
+
+
 def _steps_budget(cfg: TrainConfig, steps_per_epoch: int) -> Optional[int]:
     budgets = []
     if cfg.steps is not None:
@@ -158,6 +172,8 @@ def _run(run_dir: Path, data_cfg: DataConfig, model_cfg: ModelConfig, cfg: Train
         raise ValueError(f"the text of {describe(data_cfg)} differs from the text this run was trained on; "
                          f"resume with the same data, or start a new run with --out")
     model_cfg = dataclasses.replace(model_cfg, vocab_size=len(data.vocab))
+    if cfg.lr is None:                              # a resumed run has the value it started with
+        cfg = dataclasses.replace(cfg, lr=default_lr(len(data.vocab)))
     torch.manual_seed(cfg.seed)
     model = CharLM(model_cfg).to(device)
     batches = make_batches(cfg.batching, data.train, cfg.batch_size, cfg.seq_len, seed=cfg.seed,

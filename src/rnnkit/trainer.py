@@ -25,6 +25,9 @@ from .config import TrainConfig
 from .evaluate import autocast
 
 
+MAX_EVAL_SHARE = 0.2   # epoch-end evaluations are skipped while they would take more than this share of the time
+
+
 class Task(Protocol):
     unit: str                                            # what throughput counts: "chars", "tokens", ...
     command: str                                         # optional; resumes it: "rnnkit train" if absent
@@ -53,6 +56,9 @@ def resolve_device(name: str) -> torch.device:
 
 
 def make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
+    if cfg.lr is None:
+        raise ValueError("TrainConfig.lr is None: the task chooses its default learning rate before training "
+                         "(rnnkit.train.default_lr); give lr=... to use the Trainer directly")
     params = list(params)
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
@@ -262,6 +268,12 @@ class Trainer:
         last_eval_step = p.last_eval_step                   # a resumed run continues the open window
         last_eval_time, last_eval_units = p.train_time, p.units
         next_eval_time = p.train_time + (cfg.eval_every_s or math.inf)
+        # Timed evaluation also comes once per pass over the training data when that is sooner: on a small
+        # corpus a minute is dozens of epochs, and the best weights would be missed. Not so often, though,
+        # that evaluating and checkpointing take more than MAX_EVAL_SHARE of the time (a GPU runs through
+        # a tiny corpus in a fraction of a second).
+        epoch_steps = getattr(self.batches, "steps_per_epoch", None) or math.inf
+        eval_cost = 0.0                                     # wall seconds the last evaluation and save took
         loss_sum = torch.tensor(p.window_loss, dtype=torch.float32, device=self.device)
         loss_count = p.window_steps
         recent: list[torch.Tensor] = []                    # per-step losses since the last finiteness check
@@ -320,12 +332,17 @@ class Trainer:
                                         + (f", {self._time_left()}" if cfg.time_budget else ""), refresh=False)
 
                 due = ((cfg.eval_every is not None and p.step - last_eval_step >= cfg.eval_every)
-                       or (cfg.eval_every is None and p.train_time >= next_eval_time))
+                       or (cfg.eval_every is None and (
+                           p.train_time >= next_eval_time
+                           or (p.step - last_eval_step >= epoch_steps and p.train_time - last_eval_time
+                               >= eval_cost * (1 - MAX_EVAL_SHARE) / MAX_EVAL_SHARE))))
                 if due or self.done():
                     train_loss = float(loss_sum) / max(loss_count, 1)
                     if not math.isfinite(train_loss):
                         continue  # reported at the check above on the next pass
+                    t_eval = time.perf_counter()
                     record = self.evaluate_and_save(train_loss, last_eval_units, last_eval_time)
+                    eval_cost = time.perf_counter() - t_eval
                     self.log(self._describe(record))
                     loss_sum.zero_()
                     loss_count = 0
