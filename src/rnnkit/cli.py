@@ -161,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seq-len", type=_positive_int, default=S, help="characters per sequence (BPTT length)")
     g.add_argument("--optimizer", choices=OPTIMIZERS, default=S, help="update rule")
     g.add_argument("--lr", type=_float(0, low_open=True), default=S,
-                   help="peak learning rate (default 5e-3; 2e-3 for alphabets of over 1,000 symbols)")
+                   help="peak learning rate (default 5e-3; 1e-3 for alphabets of over 1,000 symbols)")
     g.add_argument("--weight-decay", type=_float(0), default=S, help="L2 (sgd, adam) or decoupled (adamw)")
     g.add_argument("--momentum", type=_float(0), default=S, help="SGD momentum")
     g.add_argument("--schedule", choices=SCHEDULES, default=S, help="learning-rate schedule")

@@ -82,7 +82,7 @@ class TrainConfig:
     seq_len: int = 50                   # characters per sequence (truncated-BPTT length; 50 beat 100 and 200)
     optimizer: str = "adam"             # sgd | adam | adamw
     lr: Optional[float] = None          # peak learning rate; None: 5e-3 (the LSTM gains most from 5e-3 over
-                                        # 3e-3), or 2e-3 for alphabets of over 1,000 symbols (Chinese text)
+                                        # 3e-3), or 1e-3 for alphabets of over 1,000 symbols (Chinese text)
     weight_decay: float = 0.0           # L2 (sgd, adam) or decoupled (adamw) weight decay
     momentum: float = 0.0               # SGD momentum
     schedule: str = "cosine"            # constant | cosine (with warm-up, decays to min_lr_ratio) | plateau

@@ -96,14 +96,14 @@ LARGE_ALPHABET = 1000         # symbols; above this the default learning rate is
 
 
 def default_lr(vocab_size: int) -> float:
-    """The peak learning rate when none is given: 5e-3, or 2e-3 for a large alphabet.
+    """The peak learning rate when none is given: 5e-3, or 1e-3 for a large alphabet.
 
-    With thousands of symbols (Chinese, Japanese) most of them are rare, and Adam's step for a rare
-    symbol's weights is as large as for a common one's: at 5e-3 a 2x256 GRU on Jay Chou's lyrics (2,583
-    symbols) stayed at 6.19 nats/char where 2e-3 reached 6.02 and 1e-3 5.98, while on a 63 K-character
-    slice of Tiny Shakespeare (65 symbols) 5e-3 and 2e-3 did equally well (docs/benchmarks.md).
+    Text with thousands of symbols (Chinese, Japanese) trains better slowly. On Jay Chou's lyrics (2,583
+    symbols, most of them rare) a 2x256 GRU stayed at 6.19 nats/char at 5e-3, where 2e-3 reached 6.02 and
+    1e-3 5.98. On a 63 K-character slice of Tiny Shakespeare (59 symbols), 5e-3 and 2e-3 did equally well,
+    so the size of the corpus is not the cause (docs/benchmarks.md, "Small corpora and large alphabets").
     """
-    return 2e-3 if vocab_size > LARGE_ALPHABET else 5e-3
+    return 1e-3 if vocab_size > LARGE_ALPHABET else 5e-3
 
 
 def _steps_budget(cfg: TrainConfig, steps_per_epoch: int) -> Optional[int]:

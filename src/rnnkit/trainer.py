@@ -272,7 +272,7 @@ class Trainer:
         # corpus a minute is dozens of epochs, and the best weights would be missed. Not so often, though,
         # that evaluating and checkpointing take more than MAX_EVAL_SHARE of the time (a GPU runs through
         # a tiny corpus in a fraction of a second).
-        epoch_steps = getattr(self.batches, "steps_per_epoch", None) or math.inf
+        epoch_steps = (getattr(self.batches, "steps_per_epoch", None) if cfg.eval_every_s else None) or math.inf
         eval_cost = 0.0                                     # wall seconds the last evaluation and save took
         loss_sum = torch.tensor(p.window_loss, dtype=torch.float32, device=self.device)
         loss_count = p.window_steps
