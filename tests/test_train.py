@@ -158,7 +158,10 @@ def test_default_learning_rate_is_lower_for_a_large_alphabet(tmp_path, alphabet,
     path = tmp_path / "text.txt"
     path.write_text("".join(chr(0x4E00 + i) for i in range(alphabet)) * 4, encoding="utf-8")
     cfg = _cfg(steps=1, batch_size=2, seq_len=8, eval_every=None, lr=given)
-    train(DataConfig(path=str(path)), SMALL, cfg, tmp_path / "run", quiet=True)
+    said: list[str] = []
+    train(DataConfig(path=str(path)), SMALL, cfg, tmp_path / "run", quiet=True, log=said.append)
     run = json.loads((tmp_path / "run" / "run.json").read_text())
     assert run["model"]["vocab_size"] == alphabet and run["train"]["lr"] == expected
+    line = next(m for m in said if m.startswith("training:"))
+    assert f"lr {expected:g}" in line and ("default for alphabets" in line) == (alphabet == 1200 and given is None)
     assert ckpt.read_metrics(tmp_path / "run")[-1]["lr"] == pytest.approx(expected * 1 / 3)   # warm-up step 1 of 3

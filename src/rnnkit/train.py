@@ -172,8 +172,11 @@ def _run(run_dir: Path, data_cfg: DataConfig, model_cfg: ModelConfig, cfg: Train
         raise ValueError(f"the text of {describe(data_cfg)} differs from the text this run was trained on; "
                          f"resume with the same data, or start a new run with --out")
     model_cfg = dataclasses.replace(model_cfg, vocab_size=len(data.vocab))
+    lr_note = ""
     if cfg.lr is None:                              # a resumed run has the value it started with
         cfg = dataclasses.replace(cfg, lr=default_lr(len(data.vocab)))
+        if len(data.vocab) > LARGE_ALPHABET:
+            lr_note = f"; {cfg.lr:g} is the default for alphabets of over {LARGE_ALPHABET:,} symbols"
     torch.manual_seed(cfg.seed)
     model = CharLM(model_cfg).to(device)
     batches = make_batches(cfg.batching, data.train, cfg.batch_size, cfg.seq_len, seed=cfg.seed,
@@ -212,7 +215,7 @@ def _run(run_dir: Path, data_cfg: DataConfig, model_cfg: ModelConfig, cfg: Train
         f"{'embedding ' + str(model_cfg.embed_size) if model_cfg.embed_size else 'one-hot input'}, "
         f"{model.num_parameters():,} parameters on {device}, {cfg.precision}")
     say(f"training: {cfg.batching} batches {cfg.batch_size}x{cfg.seq_len}, {cfg.optimizer} lr {cfg.lr:g} "
-        f"({cfg.schedule}), clip {cfg.clip:g}; budget {budget}; run directory {run_dir}")
+        f"({cfg.schedule}{lr_note}), clip {cfg.clip:g}; budget {budget}; run directory {run_dir}")
     if note := precision_warning(device, cfg.precision):
         say(note)
     if cfg.compile:
