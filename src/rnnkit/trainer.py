@@ -331,11 +331,10 @@ class Trainer:
                     bar.set_postfix_str(f"loss {mean:.3f}, {p.units / max(p.train_time, 1e-9):,.0f} {self.task.unit}/s"
                                         + (f", {self._time_left()}" if cfg.time_budget else ""), refresh=False)
 
+                epoch_end = (p.step - last_eval_step >= epoch_steps and p.train_time - last_eval_time
+                             >= eval_cost * (1 - MAX_EVAL_SHARE) / MAX_EVAL_SHARE)
                 due = ((cfg.eval_every is not None and p.step - last_eval_step >= cfg.eval_every)
-                       or (cfg.eval_every is None and (
-                           p.train_time >= next_eval_time
-                           or (p.step - last_eval_step >= epoch_steps and p.train_time - last_eval_time
-                               >= eval_cost * (1 - MAX_EVAL_SHARE) / MAX_EVAL_SHARE))))
+                       or (cfg.eval_every is None and (p.train_time >= next_eval_time or epoch_end)))
                 if due or self.done():
                     train_loss = float(loss_sum) / max(loss_count, 1)
                     if not math.isfinite(train_loss):
