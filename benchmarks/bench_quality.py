@@ -90,7 +90,8 @@ def main() -> None:
     text = table(["trainer", "model / recipe", "best val nats/char", "steps", "train chars/s", "train s"], rows)
     print(text)
     if not args.no_write:
-        body = (f"Corpus `{os.path.relpath(corpus, ROOT)}` (last 10% held out), training budget {budget:g} s "
+        near = Path(corpus).is_relative_to(ROOT.parent)     # the repository or ../shared: a relative path
+        body = (f"Corpus `{os.path.relpath(corpus, ROOT) if near else corpus}` (last 10% held out), training budget {budget:g} s "
                 f"(evaluation not counted). rnnkit flags: `{shlex.join(flags) or '(defaults)'}`.\n\n" + text)
         write_section("bench_quality_" + re.sub(r"\W+", "_", label), f"Quality per budget: {label}, {budget:g} s", body)
 
