@@ -164,4 +164,4 @@ def test_default_learning_rate_is_lower_for_a_large_alphabet(tmp_path, alphabet,
     assert run["model"]["vocab_size"] == alphabet and run["train"]["lr"] == expected
     line = next(m for m in said if m.startswith("training:"))
     assert f"lr {expected:g}" in line and ("default for alphabets" in line) == (alphabet == 1200 and given is None)
-    assert ckpt.read_metrics(tmp_path / "run")[-1]["lr"] == pytest.approx(expected * 1 / 3)   # warm-up step 1 of 3
+    assert ckpt.read_metrics(tmp_path / "run")[-1]["lr"] == pytest.approx(expected / 3)   # warm-up step 1 of 3

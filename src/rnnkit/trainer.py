@@ -273,7 +273,7 @@ class Trainer:
         # that evaluating and checkpointing take more than MAX_EVAL_SHARE of the time (a GPU runs through
         # a tiny corpus in a fraction of a second).
         epoch_steps = (getattr(self.batches, "steps_per_epoch", None) if cfg.eval_every_s else None) or math.inf
-        eval_cost = 0.0                                     # wall seconds the last evaluation and save took
+        epoch_gap = 0.0                 # training seconds an epoch-end evaluation waits for (from the last one's cost)
         loss_sum = torch.tensor(p.window_loss, dtype=torch.float32, device=self.device)
         loss_count = p.window_steps
         recent: list[torch.Tensor] = []                    # per-step losses since the last finiteness check
@@ -331,8 +331,7 @@ class Trainer:
                     bar.set_postfix_str(f"loss {mean:.3f}, {p.units / max(p.train_time, 1e-9):,.0f} {self.task.unit}/s"
                                         + (f", {self._time_left()}" if cfg.time_budget else ""), refresh=False)
 
-                epoch_end = (p.step - last_eval_step >= epoch_steps and p.train_time - last_eval_time
-                             >= eval_cost * (1 - MAX_EVAL_SHARE) / MAX_EVAL_SHARE)
+                epoch_end = p.step - last_eval_step >= epoch_steps and p.train_time - last_eval_time >= epoch_gap
                 due = ((cfg.eval_every is not None and p.step - last_eval_step >= cfg.eval_every)
                        or (cfg.eval_every is None and (p.train_time >= next_eval_time or epoch_end)))
                 if due or self.done():
@@ -341,7 +340,7 @@ class Trainer:
                         continue  # reported at the check above on the next pass
                     t_eval = time.perf_counter()
                     record = self.evaluate_and_save(train_loss, last_eval_units, last_eval_time)
-                    eval_cost = time.perf_counter() - t_eval
+                    epoch_gap = (time.perf_counter() - t_eval) * (1 - MAX_EVAL_SHARE) / MAX_EVAL_SHARE
                     self.log(self._describe(record))
                     loss_sum.zero_()
                     loss_count = 0
