@@ -35,7 +35,7 @@ def make_corpus(mb: int) -> Path:
     if source.exists():
         text = source.read_text(encoding="utf-8")
     else:                                   # the bundled copy holds the dialogue only, which does as well
-        from rnnkit.corpus import bundled_corpus
+        from rnnkit.data.corpus import bundled_corpus
         text = bundled_corpus("moliere")
     unit = text.encode("utf-8")
     target = mb * 1_000_000
@@ -54,9 +54,9 @@ def child(path: str, what: str, trace: bool) -> None:
     import torch  # noqa: F401  (imported first so the baseline includes it)
 
     from rnnkit.config import DataConfig
-    from rnnkit.corpus import read_text
-    from rnnkit.train import prepare_data
-    from rnnkit.vocab import CharVocab
+    from rnnkit.data.corpus import read_text
+    from rnnkit.data.charlm import prepare_data
+    from rnnkit.data.vocab import CharVocab
     torch.set_num_threads(2)
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024     # KiB -> MiB
     if trace:

@@ -25,9 +25,9 @@ from torch import nn
 from _common import alternate, table, timed, write_section
 
 from rnnkit.config import ModelConfig, SampleConfig
-from rnnkit.generate import generate
-from rnnkit.models import CharLM
-from rnnkit.vocab import CharVocab
+from rnnkit.inference.sampling import generate
+from rnnkit.nn.models import CharLM
+from rnnkit.data.vocab import CharVocab
 
 VOCAB = CharVocab([chr(c) for c in range(32, 96)] + ["\n"])       # 65 characters
 HIDDEN, LAYERS, EMBED = 512, 2, 256

@@ -23,10 +23,12 @@ import torch
 
 from _common import table, write_section
 
-from rnnkit.classify import BucketBatches, ClassifyTask, prepare_data
+from rnnkit.data.labelled import prepare_data
+from rnnkit.data.padded import BucketBatches
+from rnnkit.training.classifier import ClassifyTask
 from rnnkit.config import ClassifierConfig, TextDataConfig, TrainConfig
-from rnnkit.models import SequenceClassifier
-from rnnkit.trainer import make_optimizer
+from rnnkit.nn.models import SequenceClassifier
+from rnnkit.training.trainer import make_optimizer
 
 
 def main() -> None:

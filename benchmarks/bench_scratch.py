@@ -22,7 +22,7 @@ import time
 import torch
 
 from _common import table, write_section
-from rnnkit.recurrent import fused_to_scratch_keys, make_recurrent
+from rnnkit.nn.recurrent import fused_to_scratch_keys, make_recurrent
 
 # (label, scratch cell, fused cell, batch, steps, input size, hidden size, layers)
 CASES = [

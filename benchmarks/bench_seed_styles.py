@@ -21,7 +21,6 @@ import argparse
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -29,14 +28,14 @@ from torch import nn
 
 from _common import table, write_section
 
-from rnnkit.batching import make_batches
+from rnnkit.data.streams import make_batches
 from rnnkit.checkpoint import prepare_run_dir
 from rnnkit.config import ModelConfig, TrainConfig
-from rnnkit.corpus import bundled_corpus
-from rnnkit.models import CharLM
-from rnnkit.train import LMTask
-from rnnkit.trainer import Trainer
-from rnnkit.vocab import CharVocab
+from rnnkit.data.corpus import bundled_corpus
+from rnnkit.nn.models import CharLM
+from rnnkit.training.lm import LMTask
+from rnnkit.training.trainer import Trainer
+from rnnkit.data.vocab import CharVocab
 
 
 class Seed000(nn.Module):

@@ -34,14 +34,14 @@ from torch import nn
 
 from _common import table, write_section
 
-from rnnkit.batching import ConsecutiveBatches
+from rnnkit.data.streams import ConsecutiveBatches
 from rnnkit.checkpoint import prepare_run_dir
 from rnnkit.config import ModelConfig, TrainConfig
-from rnnkit.corpus import bundled_corpus
-from rnnkit.models import CharLM
-from rnnkit.train import LMTask
-from rnnkit.trainer import Trainer
-from rnnkit.vocab import CharVocab
+from rnnkit.data.corpus import bundled_corpus
+from rnnkit.nn.models import CharLM
+from rnnkit.training.lm import LMTask
+from rnnkit.training.trainer import Trainer
+from rnnkit.data.vocab import CharVocab
 
 EMBED, LAYERS, SEQ, LR = 256, 2, 100, 2e-3
 BATCH = 64                       # --batch changes it

@@ -30,7 +30,7 @@ def _deterministic():
 
 @pytest.fixture(scope="session")
 def shakespeare_text() -> str:
-    from rnnkit.corpus import bundled_corpus
+    from rnnkit.data.corpus import bundled_corpus
     return bundled_corpus("shakespeare")
 
 

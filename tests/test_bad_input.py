@@ -6,7 +6,6 @@ traceback, and leaves every file as it was: the inputs, and a finished run sitti
 
 from __future__ import annotations
 
-import io
 import json
 import zipfile
 from pathlib import Path
@@ -137,7 +136,9 @@ CASES = {
     "eval every 0": (["train", "{d}/good.txt", "--eval-every", "0"], ["--eval-every: must be at least 1"]),
     "eval chars 0": (["train", "{d}/good.txt", "--eval-chars", "0"], ["--eval-chars: must be at least 1"]),
     "threads 0": (["train", "{d}/good.txt", "--threads", "0"], ["--threads: must be at least 1"]),
-    "sample length -1": (["sample", "{run}", "--length", "-1"], ["--length: must be 0 or more"]),
+    "sample length -1": (["sample", "{run}", "--length", "-1"], ["--length: must be at least 1, got -1"]),
+    "sample length 0": (["sample", "{run}", "--length", "0"], ["--length: must be at least 1, got 0"]),
+    "sample length huge": (["sample", "{run}", "--length", "9" * 30], ["length must be at most 1,000,000"]),
     "num samples 0": (["sample", "{run}", "--num-samples", "0"], ["--num-samples: must be at least 1"]),
     "num samples huge": (["sample", "{run}", "--num-samples", "999999999999999999999999"], ["num_samples must be at most 100,000"]),
     # --- sampling knobs

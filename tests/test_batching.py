@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from rnnkit.batching import ConsecutiveBatches, CorpusTooShort, RandomBatches
+from rnnkit.data.streams import ConsecutiveBatches, CorpusTooShort, RandomBatches
 
 
 def test_consecutive_streams_continue_and_targets_shift():
@@ -83,7 +83,7 @@ def test_fixed_grid_serves_each_grid_chunk_once_per_epoch_and_resumes():
 
 
 def test_fixed_grid_consecutive_starts_every_epoch_at_offset_zero():
-    from rnnkit.batching import make_batches
+    from rnnkit.data.streams import make_batches
     c = make_batches("consecutive", torch.arange(200, dtype=torch.int64), 4, 5, seed=0, fixed_grid=True)
     firsts = []
     for _ in range(3 * c.steps_in_epoch):

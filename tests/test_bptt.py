@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rnnkit import bptt
-from rnnkit.cells import LSTMCell
+from rnnkit.nn import bptt
+from rnnkit.nn.cells import LSTMCell
 
 
 def cell_loop(xp, weight_hh, h0, c0, H):
@@ -75,7 +75,7 @@ def test_a_workspace_made_under_inference_mode_serves_training():
     """Evaluation (inference_mode) first, then training on the same shape: the kept buffers must be
     normal tensors, and both passes give autograd's numbers."""
     args = inputs(seed=8, dtype=torch.float32)
-    bptt._workspaces.clear()
+    bptt.workspaces().clear()
     with torch.inference_mode():
         evaluated = bptt.lstm_layer(*args)[0]
     out = bptt.lstm_layer(*args)[0]
@@ -98,15 +98,15 @@ def test_a_second_backward_after_the_workspace_was_reused_fails_loudly():
 
 
 def test_workspaces_are_bounded():
-    bptt._workspaces.clear()
+    bptt.workspaces().clear()
     for T in range(1, bptt._CACHE_SHAPES + 5):
         with torch.no_grad():
             bptt.lstm_layer(*(t.detach() for t in inputs(B=1, T=T, H=3)))
-    assert len(bptt._workspaces) == bptt._CACHE_SHAPES
+    assert len(bptt.workspaces()) == bptt._CACHE_SHAPES
     big_T = bptt._CACHE_BYTES // (31 * 8 * 8) + 1                 # B=1, H=8, float64: over the cap
     with torch.no_grad():
         bptt.lstm_layer(*(t.detach() for t in inputs(B=1, T=big_T, H=8)))
-    assert all(key[0] != big_T for key in bptt._workspaces)
+    assert all(key[0] != big_T for key in bptt.workspaces())
 
 
 def test_used_where_it_pays():

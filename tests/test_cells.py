@@ -4,7 +4,10 @@ import pytest
 import torch
 from torch import nn
 
-from rnnkit.cells import CELLS, ElmanCell, GRUCell, LSTMCell, RNNCell
+from rnnkit.nn import registry
+from rnnkit.nn.cells import ElmanCell, GRUCell, LSTMCell, RNNCell
+
+CELLS = {name: registry.get(name).scratch for name in registry.names()}
 
 TORCH_CELLS = {"rnn": nn.RNNCell, "lstm": nn.LSTMCell, "gru": nn.GRUCell}
 B, I, H = 3, 5, 4

@@ -10,12 +10,14 @@ import torch
 from torch import nn
 
 from rnnkit import checkpoint as ckpt
-from rnnkit.classify import (TRAIN_DEFAULTS, BucketBatches, ClassifyScore, evaluate, load, pad_batch, predict,
-                             read_examples, resume, score, train, truncate)
+from rnnkit.classify import evaluate, load, predict, read_examples, resume, train
+from rnnkit.data.padded import BucketBatches, pad_batch, truncate
+from rnnkit.evaluate import score
+from rnnkit.metrics import ClassifyScore
 from rnnkit.cli import main
-from rnnkit.config import ClassifierConfig, TextDataConfig, TrainConfig
-from rnnkit.corpus import CorpusError
-from rnnkit.models import SequenceClassifier
+from rnnkit.config import ClassifierConfig, ClassifierTrainConfig, TextDataConfig
+from rnnkit.data.corpus import CorpusError
+from rnnkit.nn.models import SequenceClassifier
 
 SHARED = Path(__file__).parents[1] / ".." / "shared" / "data"
 
@@ -226,7 +228,7 @@ def _labelled_csv(path: Path, n: int, seed: int = 0, labels=("good", "bad")) -> 
 
 
 TINY_MODEL = ClassifierConfig(cell="gru", embed_size=16, hidden_size=16, bidirectional=True, dropout=0.0)
-TINY_TRAIN = TrainConfig(**{**TRAIN_DEFAULTS, "batch_size": 16, "lr": 0.02, "epochs": 8, "warmup_steps": 0, "seed": 1})
+TINY_TRAIN = ClassifierTrainConfig(**{"batch_size": 16, "lr": 0.02, "epochs": 8, "warmup_steps": 0, "seed": 1})
 
 
 def test_tiny_labelled_set_is_learned_to_100_percent(tmp_path):
@@ -250,7 +252,7 @@ def test_tiny_labelled_set_is_learned_to_100_percent(tmp_path):
 def test_resume_reproduces_the_uninterrupted_run(tmp_path):
     data = TextDataConfig(path=str(_labelled_csv(tmp_path / "d.csv", 64)), text_column="review",
                           label_column="sentiment", min_freq=1)
-    cfg = TrainConfig(**{**TRAIN_DEFAULTS, "batch_size": 16, "lr": 0.01, "epochs": 3, "warmup_steps": 2, "seed": 2})
+    cfg = ClassifierTrainConfig(**{"batch_size": 16, "lr": 0.01, "epochs": 3, "warmup_steps": 2, "seed": 2})
     model = ClassifierConfig(cell="lstm", embed_size=8, hidden_size=8, pooling="last")
     quiet = {"quiet": True, "log": lambda m: None}
     whole = train(data, model, cfg, tmp_path / "whole", **quiet)
@@ -271,7 +273,7 @@ def test_early_stopping_ends_a_run_that_stops_improving(tmp_path):
     rng = random.Random(0)
     path.write_text("text,label\n" + "".join(f"{' '.join(rng.choices(FILLER, k=6))} w{i},{rng.choice('ab')}\n"
                                              for i in range(80)))
-    cfg = TrainConfig(**{**TRAIN_DEFAULTS, "batch_size": 8, "lr": 0.03, "epochs": 30, "warmup_steps": 0, "seed": 0})
+    cfg = ClassifierTrainConfig(**{"batch_size": 8, "lr": 0.03, "epochs": 30, "warmup_steps": 0, "seed": 0})
     summary = train(TextDataConfig(path=str(path), min_freq=1), TINY_MODEL, cfg, tmp_path / "run",
                     patience=2, quiet=True, log=lambda m: None)
     assert summary["stopped_early"] and summary["epochs"] < 30
@@ -337,7 +339,7 @@ def test_reads_the_real_aclimdb_archive():
 def test_default_budget_is_three_epochs_or_200_steps(tmp_path):
     data = TextDataConfig(path=str(_labelled_csv(tmp_path / "d.csv", 50)), text_column="review",
                           label_column="sentiment", min_freq=1)
-    cfg = TrainConfig(**{**TRAIN_DEFAULTS, "batch_size": 8})         # 40 texts: 5 steps per epoch
+    cfg = ClassifierTrainConfig(**{"batch_size": 8})         # 40 texts: 5 steps per epoch
     summary = train(data, TINY_MODEL, cfg, tmp_path / "run", pause_at=1, quiet=True, log=lambda m: None)
     assert summary["paused"] and ckpt.read_run(tmp_path / "run")["train"]["steps"] == 200
     assert ckpt.read_run(tmp_path / "run")["train"]["warmup_steps"] == 20      # a tenth of the budget

@@ -69,7 +69,7 @@ def test_eval_file_with_unknown_characters(tiny_corpus, tmp_path, capsys):
     other.write_text(text, encoding="utf-8")
     code, stdout, err = run(capsys, "eval", out, other, "--json")
     assert code == 0 and "skipped" in err
-    from rnnkit.train import load
+    from rnnkit.runs import load
     unknown = sum(load(out).vocab.unknown(text).values())
     assert unknown >= 3
     assert json.loads(stdout)["chars"] == len(text) - unknown - 1   # every known character after the first

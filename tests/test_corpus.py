@@ -6,7 +6,7 @@ import zipfile
 import pytest
 
 from rnnkit.config import DataConfig
-from rnnkit.corpus import BUNDLED, CorpusError, bundled_corpus, load_text, read_text, strip_gutenberg
+from rnnkit.data.corpus import BUNDLED, CorpusError, bundled_corpus, load_text, read_text, strip_gutenberg
 
 TEXT = "Héllo, wörld!\nSecond line — with a dash.\n"
 

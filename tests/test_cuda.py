@@ -14,10 +14,11 @@ os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")   # deterministic cu
 from rnnkit import checkpoint as ckpt
 from rnnkit.cli import main
 from rnnkit.config import DataConfig, ModelConfig, SampleConfig, TrainConfig
-from rnnkit.generate import generate
-from rnnkit.models import CharLM
-from rnnkit.recurrent import fused_to_scratch_keys
-from rnnkit.train import load, resume, train
+from rnnkit.inference.sampling import generate
+from rnnkit.nn.models import CharLM
+from rnnkit.nn.recurrent import fused_to_scratch_keys
+from rnnkit.runs import load
+from rnnkit.training.lm import resume, train
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU visible to PyTorch")
 

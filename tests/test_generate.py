@@ -1,17 +1,20 @@
-"""generate.py: sampling semantics, and the fast path (Stepper) against the reference ``model(x, state)``."""
+"""inference/sampling.py and inference/fast.py: sampling semantics, and the fast path (Stepper) against the
+reference ``model(x, state)`` on ATen's native CPU kernels."""
 
 from __future__ import annotations
 
 import contextlib
 import math
+import threading
 
 import pytest
 import torch
 
 from rnnkit.config import ModelConfig, SampleConfig
-from rnnkit.generate import Stepper, fast_path_supported, filter_logits, generate, native_kernels, next_ids
-from rnnkit.models import CharLM
-from rnnkit.vocab import CharVocab
+from rnnkit.inference.fast import Stepper, fast_path_supported
+from rnnkit.inference.sampling import filter_logits, generate, next_ids
+from rnnkit.nn.models import CharLM
+from rnnkit.data.vocab import CharVocab
 
 VOCAB = CharVocab(list("\n abcdefghijklmnopqrstuvwxyz.,;:!?'ABCDEFGHIJ"))
 
@@ -48,6 +51,18 @@ def steps_taken(monkeypatch):
     monkeypatch.setattr(Stepper, "step", counting_step)
     monkeypatch.setattr(Stepper, "pipeline", counting_pipeline)
     return count
+
+
+def native_kernels():
+    """The reference the fast path is exact against: torch.nn's layers on ATen's native CPU kernels. Only
+    tests flip this process-wide switch; rnnkit itself never does."""
+    return torch.backends.mkldnn.flags(enabled=False)
+
+
+def reference(model, cfg: SampleConfig) -> list[str]:
+    """generate()'s reference path, on the kernels the fast path mirrors."""
+    with native_kernels():
+        return generate(model, VOCAB, cfg, fast=False)
 
 
 def reference_logits(model, ids: list[list[int]], state=None):
@@ -102,7 +117,7 @@ def test_fast_path_gives_the_reference_text(cell, num_samples, pipeline, steps_t
         steps_taken["steps"] = 0
         fast = generate(model, VOCAB, cfg, pipeline=pipeline)
         assert steps_taken["steps"] == fast_steps, "the fast path was not taken"
-        assert fast == generate(model, VOCAB, cfg, fast=False), (seed, temperature)
+        assert fast == (reference(model, cfg) if num_samples == 1 else generate(model, VOCAB, cfg, fast=False))
         assert steps_taken["steps"] == fast_steps
     assert steps_taken["pipelined"] == (6 if num_samples == 1 and pipeline else 0)
 
@@ -110,7 +125,7 @@ def test_fast_path_gives_the_reference_text(cell, num_samples, pipeline, steps_t
 def test_one_hot_inputs_take_the_fast_path_too(steps_taken):
     model = make_model("lstm", embed=0)
     cfg = SampleConfig(prompt="ab", length=100, seed=3)
-    assert generate(model, VOCAB, cfg) == generate(model, VOCAB, cfg, fast=False)
+    assert generate(model, VOCAB, cfg) == reference(model, cfg)
     assert steps_taken["steps"] == 99
 
 
@@ -128,14 +143,20 @@ def test_fast_path_refused_where_it_would_not_be_exact():
     assert not fast_path_supported(make_model("lstm").to(torch.float64))
 
 
-def test_a_mismatch_on_the_first_step_falls_back(monkeypatch, steps_taken):
-    """If the fast step ever disagrees with the reference one, the sample stays the reference sample."""
-    model = make_model("lstm")
-    cfg = SampleConfig(prompt="a", length=60, seed=9)
-    expected = generate(model, VOCAB, cfg, fast=False)
-    real_step = Stepper.step
-    monkeypatch.setattr(Stepper, "step", lambda self, ids: real_step(self, ids) + 1e-6)
-    assert generate(model, VOCAB, cfg) == expected
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+@pytest.mark.parametrize("prompt_length", [1, 2, 37])
+def test_priming_is_bitwise_the_reference_forward(cell, prompt_length):
+    """Stepper.prime reads a prompt as torch.nn's layer does on ATen's kernels: same logits, same state."""
+    model = make_model(cell)
+    torch.manual_seed(2)
+    ids = torch.randint(len(VOCAB), (prompt_length,))
+    with torch.inference_mode(), native_kernels():
+        logits, state = model(ids[None], None)
+    with torch.inference_mode():
+        stepper = Stepper(model)
+        assert torch.equal(stepper.prime(ids), logits[:, -1])
+    assert all(torch.equal(a, b) for a, b in zip(stepper.state() if cell == "lstm" else (stepper.state(),),
+                                                 state if cell == "lstm" else (state,)))
 
 
 # ----------------------------------------------------------------------------- sampling semantics
@@ -161,7 +182,7 @@ def test_sampling_leaves_the_global_rng_alone():
 def test_temperature_zero_is_argmax_of_the_reference_logits(cell):
     model = make_model(cell, backend="scratch" if cell == "elman" else "fused")
     text = generate(model, VOCAB, SampleConfig(prompt="a", length=60, temperature=0.0, seed=None))[0]
-    # Greedy by hand: feed the prompt, then always the most likely character.
+    # Greedy by hand: feed the prompt, then always the most likely character (on the fast path's kernels).
     with torch.inference_mode(), native_kernels():
         logits, state = model(torch.tensor([[VOCAB.index["a"]]]), None)
         expected = []
@@ -264,7 +285,13 @@ def test_streaming_sees_every_character_in_order():
     assert ["".join(step[i] for step in got) for i in range(2)] == texts
 
 
-@pytest.mark.parametrize("length", [0, 1, 2])
+def test_a_zero_length_is_refused():
+    from rnnkit.config import ConfigError
+    with pytest.raises(ConfigError, match="length must be an integer >= 1"):
+        SampleConfig(length=0)
+
+
+@pytest.mark.parametrize("length", [1, 2])
 def test_short_lengths(length):
     model = make_model("lstm")
     cfg = SampleConfig(length=length, num_samples=2, seed=1)
@@ -272,10 +299,38 @@ def test_short_lengths(length):
     assert [len(t) for t in texts] == [length, length] and texts == generate(model, VOCAB, cfg, fast=False)
 
 
-def test_generate_restores_the_onednn_switch():
-    before = torch.backends.mkldnn.enabled
-    generate(make_model("lstm"), VOCAB, SampleConfig(length=5, seed=1))
-    assert torch.backends.mkldnn.enabled == before
+def test_generate_leaves_process_wide_switches_alone(monkeypatch):
+    """What other threads see stays as it is: generate() never sets torch's oneDNN switch."""
+    import torch.backends.mkldnn as mkldnn
+    calls = []
+    real = type(mkldnn).__setattr__
+    monkeypatch.setattr(type(mkldnn), "__setattr__", lambda self, k, v: calls.append(k) or real(self, k, v))
+    for fast in (True, False):
+        generate(make_model("lstm"), VOCAB, SampleConfig(length=5, seed=1), fast=fast)
+    assert calls == []
+
+
+@pytest.mark.parametrize("pipeline", [False, True])
+def test_two_threads_generate_what_one_after_the_other_gives(pipeline):
+    """Loading, sampling and scoring may run in several threads at once (a server's requests)."""
+    torch.set_num_threads(2)
+    models = {"lstm": make_model("lstm", seed=1), "gru": make_model("gru", seed=2),
+              "scratch": make_model("lstm", backend="scratch", seed=3)}
+    jobs = [(name, SampleConfig(prompt="the ", length=150, seed=s, num_samples=n))
+            for name in models for s, n in ((1, 1), (2, 1), (3, 2))]
+    expected = [generate(models[name], VOCAB, cfg, pipeline=pipeline) for name, cfg in jobs]
+    got: dict[int, list[str]] = {}
+
+    def run(indices):
+        for i in indices:
+            name, cfg = jobs[i]
+            got[i] = generate(models[name], VOCAB, cfg, pipeline=pipeline)
+    threads = [threading.Thread(target=run, args=(range(k, len(jobs), 2),)) for k in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert [got.get(i) for i in range(len(jobs))] == expected
 
 
 def test_temperature_scales_logits():

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from rnnkit.config import ModelConfig
 from rnnkit.evaluate import evaluate_stream
 from rnnkit.metrics import LMScore
-from rnnkit.models import CharLM
+from rnnkit.nn.models import CharLM
 
 
 def test_scores_follow_cross_entropy_over_batches_of_unequal_size():

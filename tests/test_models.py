@@ -5,8 +5,8 @@ import torch
 import torch.nn.functional as F
 
 from rnnkit.config import ConfigError, ModelConfig
-from rnnkit.models import CharLM
-from rnnkit.recurrent import detach_state
+from rnnkit.nn.models import CharLM
+from rnnkit.nn.state import detach_state
 
 CELLS = ["elman", "rnn", "lstm", "gru"]
 

@@ -9,18 +9,17 @@ tokenizer (never raises, and its vocabulary round-trips).
 from __future__ import annotations
 
 import string
-from pathlib import Path
 
 import pytest
 import torch
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from rnnkit.batching import ConsecutiveBatches, CorpusTooShort, RandomBatches
+from rnnkit.data.streams import ConsecutiveBatches, CorpusTooShort, RandomBatches
 from rnnkit.config import DataConfig
-from rnnkit.corpus import CorpusError, between_markers, load_text, read_text, strip_gutenberg
-from rnnkit.text import UNK_ID, WordVocab, tokenize
-from rnnkit.vocab import CharVocab, compact_dtype
+from rnnkit.data.corpus import CorpusError, between_markers, load_text, read_text, strip_gutenberg
+from rnnkit.data.words import UNK_ID, WordVocab, tokenize
+from rnnkit.data.vocab import CharVocab, compact_dtype
 
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -59,7 +58,7 @@ def test_vocab_unknown_characters_are_counted_and_skipped(known, other):
 
 def test_vocab_encodes_in_chunks(monkeypatch):
     """Texts longer than one encoding chunk come out the same as chunk by chunk."""
-    import rnnkit.vocab as vocab_module
+    import rnnkit.data.vocab as vocab_module
     monkeypatch.setattr(vocab_module, "_CHUNK", 7)
     text = "h\U0001F600llo, w\udcffrld! " * 5
     vocab = CharVocab.from_text(text)

@@ -5,10 +5,10 @@ import torch
 from torch import nn
 
 from rnnkit.config import DataConfig, ModelConfig, TrainConfig
-from rnnkit.models import CharLM
-from rnnkit import recurrent
-from rnnkit.recurrent import (Unrolled, detach_state, fused_to_scratch_keys, is_fused, make_recurrent,
-                              scratch_to_fused_keys)
+from rnnkit.nn.models import CharLM
+from rnnkit.nn import device, fused
+from rnnkit.nn.recurrent import Unrolled, fused_to_scratch_keys, is_fused, make_recurrent, scratch_to_fused_keys
+from rnnkit.nn.state import detach_state
 
 B, T, I, H = 3, 6, 5, 4
 
@@ -139,7 +139,8 @@ def test_charlm_scratch_equals_fused_after_key_conversion(cell):
 @pytest.mark.parametrize("trained_on", ["fused", "scratch"])
 def test_load_with_backend_override_gives_same_logits(tmp_path, trained_on):
     """A run trained on one backend, loaded on the other: same logits."""
-    from rnnkit.train import load, train
+    from rnnkit.runs import load
+    from rnnkit.training.lm import train
 
     text = tmp_path / "t.txt"
     text.write_text("the cat sat on the mat. " * 40, encoding="utf-8")
@@ -158,7 +159,7 @@ def test_load_with_backend_override_gives_same_logits(tmp_path, trained_on):
 
 def _lstm_pair():
     torch.manual_seed(0)
-    ours = recurrent.LSTM(6, 5, num_layers=2, batch_first=True)
+    ours = fused.LSTM(6, 5, num_layers=2, batch_first=True)
     ref = nn.LSTM(6, 5, num_layers=2, batch_first=True)
     ref.load_state_dict(ours.state_dict())
     return ours, ref
@@ -167,7 +168,7 @@ def _lstm_pair():
 @pytest.mark.parametrize("packed", [False, True])
 def test_lstm_under_cpu_bf16_autocast_runs_and_falls_back_to_fp32_where_the_cpu_cannot(monkeypatch, packed):
     ours, ref = _lstm_pair()
-    monkeypatch.setattr(recurrent, "cpu_has_bf16_lstm", lambda: False)   # as on this AVX2 machine
+    monkeypatch.setattr(fused, "cpu_has_bf16_lstm", lambda: False)   # as on this AVX2 machine
     x = torch.randn(3, 4, 6)
     if packed:
         x = nn.utils.rnn.pack_padded_sequence(x, torch.tensor([4, 2, 1]), batch_first=True)
@@ -184,7 +185,7 @@ def test_lstm_under_cpu_bf16_autocast_runs_and_falls_back_to_fp32_where_the_cpu_
 def test_lstm_keeps_bf16_autocast_where_the_cpu_has_a_bf16_kernel(monkeypatch):
     # On CPUs with oneDNN's bf16 LSTM (AVX-512) the layer must run under autocast, which is where bf16 pays.
     ours, _ = _lstm_pair()
-    monkeypatch.setattr(recurrent, "cpu_has_bf16_lstm", lambda: True)
+    monkeypatch.setattr(fused, "cpu_has_bf16_lstm", lambda: True)
     seen = []
     monkeypatch.setattr(nn.LSTM, "forward", lambda self, x, hx=None: seen.append(
         (torch.is_autocast_enabled("cpu"), x.dtype)) or (x, hx))
@@ -195,14 +196,14 @@ def test_lstm_keeps_bf16_autocast_where_the_cpu_has_a_bf16_kernel(monkeypatch):
 
 
 def test_cpu_bf16_probe_agrees_with_torch_and_the_training_warning():
-    from rnnkit.evaluate import precision_warning
+    from rnnkit.nn.device import precision_warning
     try:
         with torch.autocast("cpu", dtype=torch.bfloat16):
             nn.LSTM(3, 3)(torch.zeros(2, 1, 3))[0].float().sum().backward()
         works = True
     except RuntimeError:
         works = False
-    assert recurrent.cpu_has_bf16_lstm() is works
+    assert device.cpu_has_bf16_lstm() is works
     cpu = torch.device("cpu")
     assert (precision_warning(cpu, "bf16") is None) is works
     assert precision_warning(cpu, "fp32") is None
@@ -212,7 +213,7 @@ def test_cpu_bf16_probe_agrees_with_torch_and_the_training_warning():
 @pytest.mark.parametrize("packed", [False, True])
 def test_classifier_lstm_trains_under_cpu_bf16_autocast(packed):
     from rnnkit.config import ClassifierConfig
-    from rnnkit.models import SequenceClassifier
+    from rnnkit.nn.models import SequenceClassifier
     torch.manual_seed(0)
     m = SequenceClassifier(ClassifierConfig(vocab_size=12, num_classes=2, cell="lstm", embed_size=8,
                                             hidden_size=8, packed=packed))

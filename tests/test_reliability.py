@@ -32,7 +32,7 @@ from hypothesis import strategies as st
 
 from rnnkit import checkpoint as ckpt
 from rnnkit import cli
-from rnnkit.train import load
+from rnnkit.runs import load
 
 STEPS, EVAL_EVERY = 200, 5
 TINY = ["--corpus", "alphabet", "--cell", "lstm", "--hidden-size", "16", "--embed-size", "8", "--layers", "1",
@@ -41,7 +41,7 @@ TINY = ["--corpus", "alphabet", "--cell", "lstm", "--hidden-size", "16", "--embe
 COMPARED = ("step", "train_loss", "val_loss", "val_bpc", "lr")   # elapsed_s and chars_per_s are timings
 
 _FORKSERVER = multiprocessing.get_context("forkserver")
-_FORKSERVER.set_forkserver_preload(["torch", "torch._dynamo", "rnnkit.cli", "rnnkit.train"])
+_FORKSERVER.set_forkserver_preload(["torch", "torch._dynamo", "rnnkit.cli", "rnnkit.training.lm"])
 
 
 @pytest.fixture(autouse=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from rnnkit.cli import _read_toml
+from rnnkit.settings import read_toml as _read_toml
 from rnnkit.config import DataConfig, ModelConfig, TrainConfig, from_dict
 
 ROOT = Path(__file__).parents[1]

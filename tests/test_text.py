@@ -4,7 +4,7 @@ from collections import Counter
 import pytest
 import torch
 
-from rnnkit.text import PAD, PAD_ID, UNK, UNK_ID, WordVocab, tokenize
+from rnnkit.data.words import PAD, PAD_ID, UNK, UNK_ID, WordVocab, tokenize
 
 
 def test_tokenize_strips_html_tags_and_lowercases():

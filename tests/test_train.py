@@ -6,7 +6,9 @@ import torch
 
 from rnnkit import checkpoint as ckpt
 from rnnkit.config import DataConfig, ModelConfig, TrainConfig
-from rnnkit.train import load, prepare_data, resume, train
+from rnnkit.data.charlm import prepare_data
+from rnnkit.runs import load
+from rnnkit.training.lm import resume, train
 
 SMALL = ModelConfig(cell="lstm", hidden_size=24, num_layers=2, embed_size=8, dropout=0.1)
 
@@ -41,7 +43,7 @@ def test_saved_model_gives_identical_logits(tiny_corpus, tmp_path):
     train(DataConfig(path=str(tiny_corpus)), SMALL, _cfg(steps=4), out, quiet=True)
     lm = load(out, weights="last")
     state = ckpt.load_state(out / ckpt.STATE)["model"]
-    from rnnkit.models import CharLM
+    from rnnkit.nn.models import CharLM
     ref = CharLM(lm.model.config).eval()
     ref.load_state_dict(state)
     x = torch.randint(0, len(lm.vocab), (2, 30))
@@ -98,7 +100,7 @@ def test_split_is_contiguous_90_10(tiny_corpus):
 
 def test_timed_evaluation_also_comes_once_per_epoch(tiny_corpus, tmp_path, monkeypatch):
     # A minute is many epochs of a small corpus: the best weights must not be missed between evaluations.
-    from rnnkit import trainer
+    from rnnkit.training import trainer
     monkeypatch.setattr(trainer, "MAX_EVAL_SHARE", 1.0)    # this tiny model evaluates as long as it trains
     out = tmp_path / "run"
     cfg = _cfg(batch_size=8, seq_len=32, steps=50, eval_every=None, eval_every_s=60.0)
@@ -109,7 +111,7 @@ def test_timed_evaluation_also_comes_once_per_epoch(tiny_corpus, tmp_path, monke
 
 
 def test_epoch_end_evaluation_yields_to_training_when_it_is_slow(tiny_corpus, tmp_path, monkeypatch):
-    from rnnkit import trainer
+    from rnnkit.training import trainer
     monkeypatch.setattr(trainer, "MAX_EVAL_SHARE", 1e-9)   # any evaluation would take too large a share
     out = tmp_path / "run"
     cfg = _cfg(batch_size=8, seq_len=32, steps=50, eval_every=None, eval_every_s=60.0)
@@ -143,7 +145,7 @@ def test_compile_trains_the_same_model_as_eager(tiny_corpus, tmp_path):
 def test_a_new_run_that_fails_before_its_first_checkpoint_leaves_nothing(tiny_corpus, tmp_path, monkeypatch):
     # e.g. --compile without a C++ compiler: a run.json with no checkpoint could be neither resumed nor
     # reused without --overwrite
-    from rnnkit.trainer import Trainer
+    from rnnkit.training.trainer import Trainer
 
     def broken(self, **kw):
         raise ValueError("--compile: torch.compile failed")

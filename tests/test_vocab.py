@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from rnnkit.vocab import CharVocab, compact_dtype
+from rnnkit.data.vocab import CharVocab, compact_dtype
 
 
 def test_sorted_distinct_characters_and_round_trip():
@@ -35,7 +35,7 @@ def test_json_round_trip():
 
 
 def test_encoding_crosses_chunk_boundaries(monkeypatch):
-    import rnnkit.vocab as vocab
+    import rnnkit.data.vocab as vocab
     monkeypatch.setattr(vocab, "_CHUNK", 7)
     text = "the quick brown fox jumps over the lazy dog" * 3
     v = CharVocab.from_text(text)

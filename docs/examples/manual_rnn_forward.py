@@ -21,7 +21,7 @@ It exits with an AssertionError if any of these stops being true; tests/test_see
 import torch
 from torch import nn
 
-from rnnkit.cells import RNNCell
+from rnnkit.nn.cells import RNNCell
 
 torch.manual_seed(1)
 layer = nn.RNN(input_size=5, hidden_size=2, num_layers=1, batch_first=True)

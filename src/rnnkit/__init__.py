@@ -3,20 +3,22 @@
     from rnnkit import CharLM, ModelConfig, TrainConfig, DataConfig, SampleConfig, train, load, generate
     from rnnkit import classify          # classify.train / load / evaluate / predict for SequenceClassifier
 
-See README.md for the module map.
+See README.md for the map of the package's layers.
 """
 
 __version__ = "0.1.0"
 
 from . import classify  # noqa: E402
-from .config import ClassifierConfig, DataConfig, ModelConfig, SampleConfig, TextDataConfig, TrainConfig  # noqa: E402
-from .evaluate import evaluate_stream  # noqa: E402
-from .generate import generate  # noqa: E402
-from .models import CharLM, SequenceClassifier  # noqa: E402
-from .text import WordVocab, tokenize  # noqa: E402
-from .train import load, resume, score_file, train  # noqa: E402
-from .vocab import CharVocab  # noqa: E402
+from .config import (ClassifierConfig, ClassifierTrainConfig, DataConfig, ModelConfig, SampleConfig,  # noqa: E402
+                     TextDataConfig, TrainConfig)
+from .data.vocab import CharVocab  # noqa: E402
+from .data.words import WordVocab, tokenize  # noqa: E402
+from .evaluate import evaluate_stream, score_file  # noqa: E402
+from .inference.sampling import generate  # noqa: E402
+from .nn.models import CharLM, SequenceClassifier  # noqa: E402
+from .runs import load  # noqa: E402
+from .training.lm import resume, train  # noqa: E402
 
-__all__ = ["CharLM", "CharVocab", "ClassifierConfig", "DataConfig", "ModelConfig", "SampleConfig", "SequenceClassifier",
-           "TextDataConfig", "TrainConfig", "WordVocab", "classify", "evaluate_stream", "generate", "load", "resume",
-           "score_file", "tokenize", "train", "__version__"]
+__all__ = ["CharLM", "CharVocab", "ClassifierConfig", "ClassifierTrainConfig", "DataConfig", "ModelConfig",
+           "SampleConfig", "SequenceClassifier", "TextDataConfig", "TrainConfig", "WordVocab", "classify",
+           "evaluate_stream", "generate", "load", "resume", "score_file", "tokenize", "train", "__version__"]

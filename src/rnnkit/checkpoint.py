@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
+import secrets
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -36,8 +36,6 @@ FORMAT = "rnnkit.run"
 FORMAT_VERSION = 1
 RUN_FILE, WEIGHTS, BEST, STATE, METRICS = "run.json", "model.safetensors", "best.safetensors", "state.pt", "metrics.jsonl"
 OWN_FILES = (RUN_FILE, WEIGHTS, BEST, STATE, METRICS)
-_UMASK = os.umask(0)
-os.umask(_UMASK)
 
 
 class CheckpointError(ValueError):
@@ -49,11 +47,21 @@ class CheckpointError(ValueError):
 def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
     """Call ``write(tmp_path)``, fsync the file, rename it to ``path`` and fsync the directory."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    while True:
+        tmp = str(path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            # Created here with 0666 less the umask, as open() makes files; the writer reuses it (mode kept).
+            # Never reading or setting the process's umask keeps this safe beside other threads.
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            break
+        except FileExistsError:
+            continue
+        except OSError as e:
+            raise CheckpointError(f"{path}: could not be saved ({e.strerror or e}); "
+                                  f"the previous version of it is kept") from None
     os.close(fd)
     try:
         write(tmp)
-        os.chmod(tmp, 0o666 & ~_UMASK)                 # mkstemp (and safetensors) make 0600; use the umask
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -1,8 +1,9 @@
 """Frozen configuration dataclasses: what a run is, as plain data.
 
-Every field has a default and a one-line meaning. The CLI builds these from flags or a TOML file;
-the library takes them directly. They round-trip through JSON (``to_dict``/``from_dict``), which is
-how a run directory records them.
+Every field has a default and a one-line meaning. The CLI and the server build these from flags, a TOML
+file or a request (``settings.py``); the library takes them directly. They round-trip through JSON
+(``to_dict``/``from_dict``), which is how a run directory records them. Cell names and a cell's own
+options are checked against the cell registry (``nn/registry.py``).
 """
 
 from __future__ import annotations
@@ -13,13 +14,15 @@ import re
 from dataclasses import dataclass, fields
 from typing import Any, Optional, TypeVar
 
-CELLS = ("elman", "rnn", "lstm", "gru")
+from .nn import registry
+
 BACKENDS = ("fused", "scratch")
 BATCHINGS = ("consecutive", "random")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "cosine", "plateau")
 PRECISIONS = ("fp32", "bf16")
 DEVICES = ("auto", "cpu", "cuda")
+ERRORS = ("strict", "replace", "ignore")   # what to do with undecodable bytes
 
 
 class ConfigError(ValueError):
@@ -29,17 +32,20 @@ class ConfigError(ValueError):
 @dataclass(frozen=True)
 class ModelConfig:
     vocab_size: int = 0          # number of symbols; filled in from the training vocabulary
-    cell: str = "gru"            # elman (sigmoid, Mikolov 2010) | rnn (tanh) | lstm | gru (best per CPU minute:
-                                 # docs/benchmarks.md, recipe sweep)
+    cell: str = "gru"            # a registered cell: elman (sigmoid, Mikolov 2010) | rnn (tanh) | lstm | gru
+                                 # (the GRU learns most per CPU minute: docs/benchmarks.md, recipe sweep)
     embed_size: int = 64         # input embedding width; 0 feeds one-hot vectors (as seeds 000/001 do)
     hidden_size: int = 256       # state width of every layer (384 wins from ~10 CPU minutes on)
     num_layers: int = 2          # stacked recurrent layers
     dropout: float = 0.0         # dropout between layers and before the output head
     backend: str = "fused"       # fused: torch.nn.RNN/LSTM/GRU; scratch: rnnkit's own cells (elman is always scratch)
     init_std: Optional[float] = None  # None: torch.nn's initialisation; s: weights ~ N(0, s²), biases 0 (d2l, seed 001)
+    cell_options: Optional[dict] = None  # the cell's own hyperparameters (its registry entry's options); None:
+                                      # its defaults. Stored resolved, defaults included
 
     def __post_init__(self) -> None:
-        _choice("cell", self.cell, CELLS)
+        _choice("cell", self.cell, registry.names())
+        _cell_options(self, registry.get(self.cell))
         _choice("backend", self.backend, BACKENDS)
         _at_least("vocab_size", self.vocab_size, 0)
         _at_least("embed_size", self.embed_size, 0)
@@ -71,7 +77,7 @@ class DataConfig:
             raise ConfigError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
         if self.limit_chars is not None:
             _at_least("limit_chars", self.limit_chars, 2)
-        _choice("errors", self.errors, ("strict", "replace", "ignore"))
+        _choice("errors", self.errors, ERRORS)
 
 
 @dataclass(frozen=True)
@@ -136,12 +142,13 @@ class TrainConfig:
 
 
 MAX_SAMPLES = 100_000
+MAX_LENGTH = 1_000_000        # characters per sample: about five minutes of batch-1 generation on a laptop CPU
 
 
 @dataclass(frozen=True)
 class SampleConfig:
     prompt: str = "\n"                  # text the model reads before generating
-    length: int = 500                   # characters to generate after the prompt
+    length: int = 500                   # characters to generate after the prompt (at least 1)
     temperature: float = 1.0            # softmax temperature; 0 = greedy argmax (seed 002's scale factor = 1/T)
     top_k: Optional[int] = None         # sample only among the k most likely characters
     top_p: Optional[float] = None       # nucleus sampling: smallest set with probability >= p
@@ -149,7 +156,10 @@ class SampleConfig:
     seed: Optional[int] = None          # seed of the sampling generator; None = nondeterministic
 
     def __post_init__(self) -> None:
-        _at_least("length", self.length, 0)
+        _at_least("length", self.length, 1)
+        if self.length > MAX_LENGTH:
+            raise ConfigError(f"length must be at most {MAX_LENGTH:,} characters; got {self.length:,} (generate "
+                              f"longer texts in pieces, each prompted with the end of the last)")
         _at_least("num_samples", self.num_samples, 1)
         if self.num_samples > MAX_SAMPLES:
             raise ConfigError(f"num_samples must be at most {MAX_SAMPLES:,} (they are generated together as one "
@@ -163,6 +173,14 @@ class SampleConfig:
 
 
 # ----------------------------------------------------------------------------- helpers
+
+def _cell_options(cfg: Any, spec: "registry.CellSpec") -> None:
+    try:
+        options = spec.resolve_options(cfg.cell_options)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    object.__setattr__(cfg, "cell_options", options)     # frozen: resolved once, here
+
 
 def _choice(name: str, value: Any, options: tuple[str, ...]) -> None:
     if value not in options:
@@ -221,7 +239,6 @@ def parse_duration(text: str | float | int) -> float:
 
 # ----------------------------------------------------------------------------- sequence classification
 
-CLASSIFIER_CELLS = ("rnn", "lstm", "gru")
 POOLINGS = ("last", "mean", "max")
 TEXT_FORMATS = ("auto", "aclimdb", "csv", "tsv", "jsonl")
 TRUNCATIONS = ("head", "tail", "both")
@@ -231,7 +248,8 @@ TRUNCATIONS = ("head", "tail", "both")
 class ClassifierConfig:
     vocab_size: int = 0          # words incl. <pad> = 0 and <unk> = 1; filled in from the training vocabulary
     num_classes: int = 0         # distinct labels; filled in from the training labels
-    cell: str = "lstm"           # rnn (tanh) | lstm | gru, each direction a torch.nn layer
+    cell: str = "lstm"           # a registered cell that classifiers may use: rnn (tanh) | lstm | gru; each
+                                 # direction is its fused torch.nn layer
     embed_size: int = 128        # word embedding width (row 0, <pad>, stays zero)
     hidden_size: int = 128       # state width of each direction
     num_layers: int = 1          # stacked recurrent layers
@@ -242,7 +260,7 @@ class ClassifierConfig:
     packed: bool = False         # run through pack_padded_sequence (same weights, same outputs; ~5x slower on CPU)
 
     def __post_init__(self) -> None:
-        _choice("cell", self.cell, CLASSIFIER_CELLS)
+        _choice("cell", self.cell, registry.names(classifier=True))
         _choice("pooling", self.pooling, POOLINGS)
         _at_least("vocab_size", self.vocab_size, 0)
         _at_least("num_classes", self.num_classes, 0)
@@ -265,12 +283,15 @@ class TextDataConfig:
     val_path: Optional[str] = None      # a separate validation file instead (same format and columns)
     encoding: str = "utf-8"             # text encoding of CSV/TSV/JSONL files and aclImdb reviews
     min_freq: int = 2                   # words seen fewer times in training become <unk>
-    max_vocab: Optional[int] = 30000    # keep only the most frequent words (not counting <pad>, <unk>); None: all
-    max_tokens: Optional[int] = 400     # truncate longer texts to this many words; None keeps every word
+    max_vocab: Optional[int] = 30000    # keep only the most frequent words (not counting <pad>, <unk>); None or 0: all
+    max_tokens: Optional[int] = 400     # truncate longer texts to this many words; None or 0 keeps every word
     truncate: str = "both"              # which words a truncated text keeps: head | tail | both (half each end)
     bucket: int = 50                    # sort by length within pools of this many batches (less padding); 0: off
 
     def __post_init__(self) -> None:
+        for name in ("max_vocab", "max_tokens"):
+            if getattr(self, name) == 0:
+                object.__setattr__(self, name, None)          # 0 = no limit, as on the command line
         _choice("format", self.format, TEXT_FORMATS)
         _choice("truncate", self.truncate, TRUNCATIONS)
         if not 0.0 < self.val_fraction < 1.0:
@@ -281,3 +302,17 @@ class TextDataConfig:
             _at_least("max_vocab", self.max_vocab, 1)
         if self.max_tokens is not None:
             _at_least("max_tokens", self.max_tokens, 1)
+
+
+@dataclass(frozen=True)
+class ClassifierTrainConfig(TrainConfig):
+    """TrainConfig with the classifier's defaults (the IMDb configuration in docs/classify.md)."""
+    lr: Optional[float] = 3e-3          # peak learning rate
+    warmup_steps: int = 100             # linear warm-up steps (cosine); at most a tenth of a step budget
+    eval_every_s: Optional[float] = None  # None with eval_every None: validate at the end of every epoch
+    patience: Optional[int] = None      # stop after this many epochs without a better validation loss
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.patience is not None:
+            _at_least("patience", self.patience, 1)

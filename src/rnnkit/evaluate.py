@@ -1,29 +1,19 @@
-"""Held-out evaluation of a language model: summed NLL over a whole stream, state carried through it."""
+"""Held-out scoring, from sums divided once (``metrics.py``): a language model over a whole stream with its
+state carried through it (``evaluate_stream``, ``score_file``), a classifier over labelled texts (``score``)."""
 
 from __future__ import annotations
 
-import contextlib
+from typing import Callable, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 
-from .metrics import LMScore
-from .recurrent import cpu_has_bf16_lstm
-
-
-def autocast(device: torch.device, precision: str):
-    """bf16 autocast on CPU or CUDA when asked for; otherwise a no-op context."""
-    if precision == "bf16":
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
-def precision_warning(device: torch.device, precision: str) -> str | None:
-    """A line to show before training in bf16 on a CPU without bf16 kernels, where it is slower than fp32."""
-    if precision == "bf16" and device.type == "cpu" and not cpu_has_bf16_lstm():
-        return ("warning: this CPU has no bfloat16 kernels for recurrent layers (oneDNN wants AVX-512 with bf16); "
-                "--precision bf16 keeps LSTM layers in fp32 and runs the rest slower than fp32: prefer fp32 here")
-    return None
+from .data.corpus import CorpusError, read_text
+from .data.padded import PAD_MULTIPLE, length_batches, pad_batch
+from .data.vocab import CharVocab, describe_unknown
+from .metrics import ClassifyScore, LMScore
+from .nn.device import autocast
+from .nn.state import select_rows
 
 
 @torch.inference_mode()
@@ -57,7 +47,7 @@ def evaluate_stream(model, ids: torch.Tensor, *, streams: int = 32, chunk: int =
                                          reduction="sum").double()
             tail = ids[streams * length:]                           # leftover: continues the last row
             if len(tail) > 1:
-                last = _row(state, streams - 1)
+                last = select_rows(state, slice(streams - 1, streams))
                 for i in range(0, len(tail) - 1, chunk):
                     j = min(i + chunk, len(tail) - 1)
                     xb = tail[i:j][None].to(device, torch.long)
@@ -70,10 +60,35 @@ def evaluate_stream(model, ids: torch.Tensor, *, streams: int = 32, chunk: int =
     return LMScore(float(total), n)
 
 
-def _row(state, i: int):
-    """Row ``i`` of a (L, B, H) state (or an LSTM pair), keeping the batch dimension."""
-    if state is None:
-        return None
-    if isinstance(state, torch.Tensor):
-        return state[:, i:i + 1].contiguous()
-    return tuple(_row(s, i) for s in state)
+def score_file(model, vocab: CharVocab, path: str, *, member: Optional[str] = None, encoding: str = "utf-8",
+               errors: str = "strict", precision: str = "fp32", warn: Callable[[str], None] | None = None) -> LMScore:
+    """Bits/char etc. of a text file under ``model``; unknown characters are skipped with a warning."""
+    text = read_text(path, member=member, encoding=encoding, errors=errors)
+    unknown = vocab.unknown(text)
+    if unknown and warn:
+        warn(f"{path}: " + describe_unknown(unknown))
+    ids = vocab.encode(text, skip_unknown=True)
+    if len(ids) < 2:
+        raise CorpusError(f"{path} has fewer than two characters the model knows: nothing to score")
+    return evaluate_stream(model, ids, precision=precision)
+
+
+@torch.inference_mode()
+def score(model, seqs: Sequence[torch.Tensor], labels: torch.Tensor, *,
+          batch_size: int = 256, precision: str = "fp32") -> ClassifyScore:
+    """Loss and accuracy of a ``SequenceClassifier`` on encoded texts with their class indices."""
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    nll = torch.zeros((), dtype=torch.float64)
+    correct = 0
+    try:
+        with autocast(device, precision):
+            for idx in length_batches(seqs, batch_size):
+                batch = pad_batch([seqs[i] for i in idx], labels[idx], PAD_MULTIPLE)
+                logits = model(batch.tokens.to(device), batch.lengths).float().cpu()
+                nll += F.cross_entropy(logits, batch.labels, reduction="sum").double()
+                correct += int((logits.argmax(-1) == batch.labels).sum())
+    finally:
+        model.train(was_training)
+    return ClassifyScore(float(nll), correct, len(seqs))

@@ -6,10 +6,16 @@ unroller can batch the work that does not depend on time:
     project(x)          the input half of every gate, W_i· x + b_i· (+ b_h· where it only adds), for any
                         leading shape: one matmul for all time steps at once
     recur(xp_t, state)  the recurrence: combines one step's projected input with the previous state
+    unroll(xp, state)   ``recur`` over every step of xp (B, T, G·H) -> (out (B, T, H), final state); a cell
+                        may run it another way that computes the same (the LSTM's hand-written BPTT)
+
+A cell's state is what ``init_state`` returns: one tensor (B, H), or a tuple of tensors in the order its
+registry entry names them (``nn/registry.py``); the layer's output at each step is ``output(state)``, the
+first part.
 
 Parameter names and gate orders follow ``torch.nn.RNNCell``/``LSTMCell``/``GRUCell`` (weight_ih, weight_hh,
 bias_ih, bias_hh; LSTM gates i, f, g, o; GRU gates r, z, n), so weights copy across unchanged and the
-fused layers serve as the numerical reference (tests/test_cells.py, tests/test_recurrent.py).
+fused layers serve as the numerical reference (tests/nn/test_cells.py, tests/nn/test_recurrent.py).
 Shapes: x_t (B, I), h and c (B, H), xp_t (B, G·H) with G the number of gate blocks.
 
 Why the steps look terse: on a CPU with small batches, a step costs what its *number* of tensor operations
@@ -26,8 +32,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import bptt
 
-class _Cell(nn.Module):
+
+class Cell(nn.Module):
     gates = 1              # how many H-wide blocks the input and recurrent projections produce
     fold_hh_bias = True    # b_hh only ever adds to b_ih, so it joins the input projection (not for GRU)
 
@@ -59,11 +67,21 @@ class _Cell(nn.Module):
     def recur(self, xp_t: torch.Tensor, state):  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def output(self, state) -> torch.Tensor:
+        return state[0] if isinstance(state, tuple) else state     # (B, H): the first part, h
+
+    def unroll(self, xp: torch.Tensor, state):
+        outs = []
+        for xp_t in xp.unbind(1):                                   # (B, G·H) per step
+            state = self.recur(xp_t, state)
+            outs.append(self.output(state))
+        return torch.stack(outs, dim=1), state                      # (B, T, H)
+
     def init_state(self, batch_size: int):
         return self.weight_hh.new_zeros(batch_size, self.hidden_size)
 
 
-class ElmanCell(_Cell):
+class ElmanCell(Cell):
     """Mikolov et al. 2010, "Recurrent neural network based language model", eq. (1)-(2):
 
         x(t) = [w(t), s(t-1)]        s(t) = sigmoid(V·x(t)) = sigmoid(U·w(t) + W·s(t-1))
@@ -77,7 +95,7 @@ class ElmanCell(_Cell):
         return torch.addmm(xp_t, s, self.weight_hh.t()).sigmoid()     # s(t) = σ(U w + b + W s(t-1))
 
 
-class RNNCell(_Cell):
+class RNNCell(Cell):
     """The tanh RNN (Elman 1990 with a tanh non-linearity), as torch.nn.RNNCell:
 
         h' = tanh(W_ih x + b_ih + W_hh h + b_hh)
@@ -87,7 +105,7 @@ class RNNCell(_Cell):
         return torch.addmm(xp_t, h, self.weight_hh.t()).tanh()        # h' = tanh(W_ih x + b + W_hh h)
 
 
-class LSTMCell(_Cell):
+class LSTMCell(Cell):
     """Long short-term memory (Hochreiter & Schmidhuber 1997; forget gate: Gers et al. 2000), as
     torch.nn.LSTMCell: with a_· = W_i· x + b_i· + W_h· h + b_h·,
 
@@ -109,12 +127,18 @@ class LSTMCell(_Cell):
         h = o * c.tanh()                    # h' = o ⊙ tanh(c')
         return h, c
 
+    def unroll(self, xp, state):
+        if bptt.usable(xp):                 # the same equations with a hand-written backward (small CPU batches)
+            out, h, c = bptt.lstm_layer(xp, self.weight_hh, *state)
+            return out, (h, c)
+        return super().unroll(xp, state)
+
     def init_state(self, batch_size: int):
         h = self.weight_hh.new_zeros(batch_size, self.hidden_size)
         return h, h.clone()
 
 
-class GRUCell(_Cell):
+class GRUCell(Cell):
     """Gated recurrent unit (Cho et al. 2014), in torch.nn.GRUCell's form (reset applied after W_hn h):
 
         r = σ(W_ir x + b_ir + W_hr h + b_hr)      z = σ(W_iz x + b_iz + W_hz h + b_hz)
@@ -132,6 +156,3 @@ class GRUCell(_Cell):
         z = rz[:, H:]                       # update gate: how much of the old state to keep
         n = torch.tanh(xp_t[:, 2 * H:] + r * hp[:, 2 * H:])          # candidate state
         return torch.lerp(n, h.to(n.dtype), z)   # h' = n + z ⊙ (h - n); under bf16 autocast n is bf16, h fp32 at first
-
-
-CELLS = {"elman": ElmanCell, "rnn": RNNCell, "lstm": LSTMCell, "gru": GRUCell}

@@ -1,5 +1,6 @@
 """Models: ``CharLM`` (characters in, next-character logits out) and ``SequenceClassifier`` (words in, class
-logits out). Imports only torch and the layers below.
+logits out). Imports only torch and this layer's modules; a model takes its config dataclass
+(``rnnkit.config``) but needs nothing from it beyond the fields.
 
 State is explicit: ``forward(tokens, state=None) -> (logits, state)``; ``init_state(batch_size)`` builds a
 zero state on the weights' device and dtype.
@@ -7,12 +8,16 @@ zero state on the weights' device and dtype.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import ClassifierConfig, ModelConfig
-from .recurrent import FUSED, Unrolled, make_recurrent
+from .recurrent import make_recurrent
+
+if TYPE_CHECKING:                      # for the annotations only: config sits in the layer above
+    from ..config import ClassifierConfig, ModelConfig
 
 
 class CharLM(nn.Module):
@@ -26,7 +31,7 @@ class CharLM(nn.Module):
         v, e, h = config.vocab_size, config.embed_size, config.hidden_size
         self.embed = nn.Embedding(v, e) if e > 0 else None          # e = 0: one-hot inputs (seeds 000, 001)
         self.rnn = make_recurrent(config.cell, e if e > 0 else v, h, config.num_layers,
-                                  config.dropout, config.backend)
+                                  config.dropout, config.backend, config.cell_options)
         self.drop = nn.Dropout(config.dropout)
         self.head = nn.Linear(h, v)
         if config.init_std is not None:
@@ -49,11 +54,7 @@ class CharLM(nn.Module):
         return self.head(self.drop(out)), state                     # (B, T, V)
 
     def init_state(self, batch_size: int):
-        if isinstance(self.rnn, Unrolled):
-            return self.rnn.init_state(batch_size)
-        c = self.config
-        h = self.head.weight.new_zeros(c.num_layers, batch_size, c.hidden_size)
-        return (h, h.clone()) if c.cell == "lstm" else h
+        return self.rnn.init_state(batch_size)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -83,9 +84,8 @@ class SequenceClassifier(nn.Module):
         c = config
         d = 2 if c.bidirectional else 1
         self.embed = nn.Embedding(c.vocab_size, c.embed_size, padding_idx=0)
-        rnn = FUSED[c.cell]           # torch.nn layers (the LSTM survives CPU bf16)
         self.layers = nn.ModuleList(                                # layers[k][0] forward, [k][1] backward
-            nn.ModuleList(rnn(c.embed_size if k == 0 else d * c.hidden_size, c.hidden_size, batch_first=True)
+            nn.ModuleList(make_recurrent(c.cell, c.embed_size if k == 0 else d * c.hidden_size, c.hidden_size)
                           for _ in range(d))
             for k in range(c.num_layers))
         self.drop = nn.Dropout(c.dropout)

@@ -22,7 +22,7 @@ t + 1) and δc the one reaching c_t from step t + 1; k = tanh(c_t):
     δh     ← δout_{t-1} + δa W_hh                     (the gradient reaching h_{t-1})
 
 then dW_hh = Σ_t δa_tᵀ h_{t-1} and d xp_t = δa_t. Checked against autograd through ``LSTMCell`` with
-``torch.autograd.gradcheck`` in float64 (tests/test_bptt.py).
+``torch.autograd.gradcheck`` in float64 (tests/nn/test_bptt.py).
 
 What makes it fast at batch 1, where a step's arithmetic is a few hundred multiply-adds:
 
@@ -33,7 +33,8 @@ What makes it fast at batch 1, where a step's arithmetic is a few hundred multip
 - The factors that multiply δh and δc are computed for every step at once before the backward loop, and
   arranged so that two operations make a step's five gradient blocks (see ``_Workspace``).
 - Even making a view of step t of a buffer costs as much as a step's arithmetic, so the buffers of a layer,
-  with their per-step views, live in a ``_Workspace`` made once per shape and reused. A workspace is lent
+  with their per-step views, live in a ``_Workspace`` made once per shape and reused (each thread has its
+  own pool of them). A workspace is lent
   to one forward and given back by its backward (or when that graph is dropped unused); outputs are
   copies, never the workspace's own memory. A graph whose workspace was lent again before its backward
   (``retain_graph=True`` and a second backward) gets an error, not gradients of someone else's forward.
@@ -44,6 +45,7 @@ spend their time in the matmuls, and there autograd's loop is as fast and needs 
 
 from __future__ import annotations
 
+import threading
 import weakref
 from collections import OrderedDict
 
@@ -143,11 +145,24 @@ class _Workspace:
         return self.lent_to is None or self.lent_to() is None
 
 
-_workspaces: "OrderedDict[tuple, list[_Workspace]]" = OrderedDict()
+class _Pools(threading.local):
+    """Each thread keeps its own workspaces: two threads running a layer at once never share a buffer."""
+
+    def __init__(self) -> None:
+        self.by_shape: "OrderedDict[tuple, list[_Workspace]]" = OrderedDict()
+
+
+_pools = _Pools()
+
+
+def workspaces() -> "OrderedDict[tuple, list[_Workspace]]":
+    """This thread's workspaces by (T, B, H, dtype), least recently used first."""
+    return _pools.by_shape
 
 
 def _workspace(T: int, B: int, H: int, like: torch.Tensor) -> _Workspace:
     key = (T, B, H, like.dtype)
+    _workspaces = workspaces()
     pool = _workspaces.get(key)
     if pool is not None:
         _workspaces.move_to_end(key)

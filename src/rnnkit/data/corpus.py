@@ -35,7 +35,7 @@ def bundled_corpus(name: str) -> str:
     if name == "alphabet":
         # Seed 003 trains on the alphabet; 400 repetitions give a corpus long enough to batch and split.
         return "abcdefghijklmnopqrstuvwxyz\n" * 400
-    data = resources.files("rnnkit").joinpath("data", f"{name}.txt.xz").read_bytes()
+    data = resources.files("rnnkit.data").joinpath("corpora", f"{name}.txt.xz").read_bytes()
     return lzma.decompress(data).decode("utf-8")
 
 

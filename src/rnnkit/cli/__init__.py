@@ -1,0 +1,49 @@
+"""Layer 6, the command line: ``rnnkit train | eval | sample | corpora | classify``. It only parses flags,
+builds configs and calls the library. Errors a user can fix print one line, ``rnnkit: error: ...``, and
+exit with status 2."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from typing import Sequence
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from ..checkpoint import CheckpointError
+    from ..config import ConfigError
+    from ..data.corpus import CorpusError
+    from ..data.streams import CorpusTooShort
+    from ..training.trainer import TrainingStopped
+    from .commands import COMMANDS
+    from .parser import build_parser
+
+    args = build_parser().parse_args(argv)
+    command = COMMANDS[(args.command, args.classify_command) if args.command == "classify" else args.command]
+    try:
+        return command(args)
+    except TrainingStopped as e:
+        print(f"rnnkit: {e}", file=sys.stderr)
+        return e.exit_code
+    except BrokenPipeError:  # e.g. `rnnkit sample ... | head`: stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except (ConfigError, CorpusError, CheckpointError, CorpusTooShort, ValueError, OSError) as e:
+        print(f"rnnkit: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("rnnkit: interrupted", file=sys.stderr)
+        return 130
+    except (MemoryError, RuntimeError) as e:       # torch reports a failed CPU allocation as a RuntimeError
+        wanted = re.search(r"tried to allocate (\d+) bytes", str(e))
+        if not (isinstance(e, MemoryError) or wanted or "out of memory" in str(e)):
+            raise
+        size = f" ({int(wanted[1]) / 2**30:,.1f} GiB asked for)" if wanted else ""
+        print(f"rnnkit: error: not enough memory{size}; lower --hidden-size, --layers, --batch-size, "
+              f"--seq-len or --num-samples", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

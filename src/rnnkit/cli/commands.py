@@ -1,0 +1,188 @@
+"""What each subcommand does: turn the parsed flags into configs (``settings.py``), call the library, print."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ..config import (ClassifierConfig, ClassifierTrainConfig, DataConfig, ModelConfig, SampleConfig,
+                      TextDataConfig, TrainConfig, from_dict)
+from ..settings import build, read_toml
+from .flags import sections
+
+
+def _warn(msg: str) -> None:
+    print(f"rnnkit: warning: {msg}", file=sys.stderr)
+
+
+def _configs(args: argparse.Namespace, data_cls: type, model_cls: type, train_cls: type, resume_hint: str):
+    """(toml, flags) for a training command; refuses data or model settings next to ``--resume``."""
+    given = sections(args)
+    toml = read_toml(args.config) if hasattr(args, "config") else {}
+    if hasattr(args, "resume"):
+        fixed = [k for s in ("data", "model") for k in given.get(s, {})]
+        if fixed or toml:
+            names = ", ".join("--" + k.replace("_", "-").replace("num-layers", "layers").replace("-path", "")
+                              .replace("cell-options", "cell-option") for k in fixed) or "--config"
+            raise ValueError(f"--resume continues a run with its own data and model settings; drop {names} "
+                             f"(or start a new run with --out)")
+    return toml, given
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from ..training.lm import resume, train
+
+    toml, given = _configs(args, DataConfig, ModelConfig, TrainConfig, "rnnkit train")
+    if hasattr(args, "resume"):
+        summary = resume(args.resume, overrides=given.get("train"), data_path=args.path, quiet=args.quiet)
+    else:
+        path = {"path": args.path} if args.path is not None else {}
+        data = build(DataConfig, toml.get("data"), given.get("data"), path, source="data settings")
+        if data.path is None and data.corpus is None:
+            raise ValueError("give a text file to train on, or --corpus NAME (moliere, shakespeare, alphabet)")
+        model = build(ModelConfig, toml.get("model"), given.get("model"), source="model settings")
+        cfg = build(TrainConfig, toml.get("train"), given.get("train"), source="train settings")
+        out = getattr(args, "out", None) or toml.get("out") or f"runs/{data.corpus or Path(data.path).stem}"
+        summary = train(data, model, cfg, out, overwrite=args.overwrite, quiet=args.quiet)
+    if args.json:
+        print(json.dumps(summary))
+        return 0
+    print(f"validation: {summary['val_nats_per_char']:.4f} nats/char, {summary['val_bits_per_char']:.4f} bits/char, "
+          f"perplexity {summary['val_perplexity']:.3f} (best weights, step {summary['best_step']} of {summary['step']}; "
+          f"{summary['train_time_s']:.0f}s, {summary['chars_per_s']:,.0f} chars/s)")
+    if "test_nats_per_char" in summary:
+        print(f"test:       {summary['test_nats_per_char']:.4f} nats/char, {summary['test_bits_per_char']:.4f} "
+              f"bits/char, perplexity {summary['test_perplexity']:.3f}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from ..data.charlm import prepare_data
+    from ..evaluate import evaluate_stream, score_file
+    from ..runs import load
+
+    lm = load(args.run, weights=args.weights, device=args.device)
+    if args.file:
+        score = score_file(lm.model, lm.vocab, args.file, member=args.member, encoding=args.encoding,
+                           errors=args.errors, precision=lm.precision, warn=_warn)
+        what = args.file
+    else:
+        data = prepare_data(from_dict(DataConfig, lm.run["data"], source=f"{args.run}/run.json data"), lm.vocab)
+        score = evaluate_stream(lm.model, data.val, precision=lm.precision)
+        what = "validation text"
+    if args.json:
+        print(json.dumps(score.to_dict()))
+    else:
+        print(f"{what}: {score.nats_per_char:.4f} nats/char, perplexity {score.perplexity:.3f}, "
+              f"{score.bits_per_char:.4f} bits/char over {score.chars:,} characters ({lm.weights.name})")
+    return 0
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    from ..inference.sampling import generate
+    from ..runs import load
+
+    given = sections(args).get("sample", {})
+    if "prompt" in given and args.prompt_file is not None:
+        raise ValueError("give --prompt or --prompt-file, not both")
+    if args.prompt_file is not None:
+        try:
+            given["prompt"] = Path(args.prompt_file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise ValueError(f"--prompt-file {args.prompt_file}: cannot read it ({e.__class__.__name__})") from None
+    cfg = build(SampleConfig, given, source="sample settings")
+    lm = load(args.run, weights=args.weights, device=args.device)
+    out = sys.stdout
+    head = "" if args.no_prompt or "prompt" not in given else cfg.prompt
+    if cfg.num_samples == 1:
+        out.write(head)
+        out.flush()
+        generate(lm.model, lm.vocab, cfg, on_chars=lambda cs: (out.write(cs[0]), out.flush()))
+        out.write("\n")
+    else:
+        texts = generate(lm.model, lm.vocab, cfg)
+        out.write(args.separator.join(head + t for t in texts) + "\n")
+    out.flush()
+    return 0
+
+
+def cmd_corpora(args: argparse.Namespace) -> int:
+    from ..data.corpus import BUNDLED
+    for name, what in BUNDLED.items():
+        print(f"{name:12} {what}")
+    return 0
+
+
+def cmd_classify_train(args: argparse.Namespace) -> int:
+    from ..training.classifier import resume, train
+
+    toml, given = _configs(args, TextDataConfig, ClassifierConfig, ClassifierTrainConfig, "rnnkit classify train")
+    if hasattr(args, "resume"):
+        summary = resume(args.resume, overrides=given.get("train"), data_path=args.path, quiet=args.quiet)
+    else:
+        path = {"path": args.path} if args.path is not None else {}
+        data = build(TextDataConfig, toml.get("data"), given.get("data"), path, source="data settings")
+        if data.path is None:
+            raise ValueError("give labelled data to train on: an aclImdb directory or .tar.gz, a CSV/TSV or "
+                             "a JSONL file")
+        model = build(ClassifierConfig, toml.get("model"), given.get("model"), source="model settings")
+        cfg = build(ClassifierTrainConfig, toml.get("train"), given.get("train"), source="train settings")
+        name = Path(data.path.rstrip("/")).name.split(".")[0] or "classifier"
+        out = getattr(args, "out", None) or toml.get("out") or f"runs/{name}"
+        summary = train(data, model, cfg, out, overwrite=args.overwrite, quiet=args.quiet)
+    if args.json:
+        print(json.dumps(summary))
+    elif summary.get("paused"):
+        print(f"paused at step {summary['step']}")
+    else:
+        print(f"validation: accuracy {summary['val_accuracy']:.4f}, loss {summary['val_loss']:.4f} over "
+              f"{summary['val_examples']:,} texts (best weights, step {summary['best_step']} of {summary['step']}, "
+              f"{summary['epochs']:g} epochs{', stopped early' if summary['stopped_early'] else ''}; "
+              f"{summary['train_time_s']:.0f}s, {summary['tokens_per_s']:,.0f} tokens/s)")
+    return 0
+
+
+def cmd_classify_eval(args: argparse.Namespace) -> int:
+    from ..inference.predict import evaluate
+    from ..runs import load_classifier
+    from ..training.lifecycle import set_threads
+
+    set_threads(args.threads)
+    clf = load_classifier(args.run, weights=args.weights, device=args.device)
+    result = evaluate(clf, args.path, split=args.split, format=args.format, text_column=args.text_column,
+                      label_column=args.label_column, encoding=args.encoding, batch_size=args.batch_size)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"{result['data']}: accuracy {result['accuracy']:.4f} ({result['correct']:,}/{result['examples']:,}), "
+              f"loss {result['loss']:.4f} ({result['weights']})")
+    return 0
+
+
+def cmd_classify_predict(args: argparse.Namespace) -> int:
+    from ..inference.predict import predict
+    from ..runs import load_classifier
+
+    texts = list(args.texts)
+    if args.file is not None and texts:
+        raise ValueError("give texts as arguments or --file, not both")
+    if args.file is not None and args.file != "-":
+        try:
+            texts = Path(args.file).read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as e:
+            raise ValueError(f"--file {args.file}: cannot read it ({e.__class__.__name__})") from None
+    elif not texts:
+        if args.file is None and sys.stdin.isatty():
+            raise ValueError("give a text to classify, --file FILE, or pipe texts on standard input (one per line)")
+        texts = sys.stdin.read().splitlines()
+    clf = load_classifier(args.run, weights=args.weights, device=args.device)
+    for pred in predict(clf, texts, batch_size=args.batch_size):
+        print(json.dumps(pred.to_dict()) if args.json else f"{pred.label}\t{pred.probability:.4f}")
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "sample": cmd_sample, "corpora": cmd_corpora,
+            ("classify", "train"): cmd_classify_train, ("classify", "eval"): cmd_classify_eval,
+            ("classify", "predict"): cmd_classify_predict}

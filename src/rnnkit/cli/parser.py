@@ -1,0 +1,231 @@
+"""The ``rnnkit`` command line: subcommands and their flags. Flags of a run come from the config
+dataclasses' fields (``flags.add``); help shows each field's real default."""
+
+from __future__ import annotations
+
+import argparse
+
+from .. import __version__
+from ..config import (BACKENDS, BATCHINGS, DEVICES, ERRORS, OPTIMIZERS, POOLINGS, PRECISIONS, SCHEDULES,
+                      TEXT_FORMATS, TRUNCATIONS, ClassifierConfig, ClassifierTrainConfig, DataConfig, ModelConfig,
+                      SampleConfig, TextDataConfig, TrainConfig)
+from ..data.corpus import BUNDLED
+from ..nn import registry
+from ..training.lm import DEFAULT_TIME_BUDGET, LARGE_ALPHABET, default_lr
+from .flags import (add, cadence, cell_option, duration, nonneg_int, number, positive_int, shown, threads)
+
+S = argparse.SUPPRESS
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors, like every other rnnkit error: the full usage of `train` runs to twenty
+    lines and buries the message, so point to --help instead. Subcommand parsers inherit this class."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = Parser(prog="rnnkit", description="Recurrent neural networks on text: train, evaluate "
+               "and sample character-level language models, and classify texts.")
+    p.add_argument("--version", action="version", version=f"rnnkit {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    _train(sub)
+    _eval(sub)
+    _sample(sub)
+    sub.add_parser("corpora", help="list the bundled corpora")
+    _classify(sub)
+    return p
+
+
+def _training_flags(g, cls: type, *, lm: bool) -> None:
+    """TrainConfig's flags, shared by ``train`` and ``classify train`` (the LM-only ones where ``lm``)."""
+    T = "train"
+    if lm:
+        add(g, T, cls, "--batching", "consecutive: stateful streams (TBPTT); random: random chunks, fresh state",
+            choices=BATCHINGS)
+        add(g, T, cls, "--fixed-grid", "chunks only at 0, T, 2T, ... as d2l (seed 001): random batching serves "
+            "each once per epoch, shuffled; consecutive batching starts every epoch at offset 0")
+    add(g, T, cls, "--batch-size", "sequences per step" if lm else "texts per step", type=positive_int)
+    if lm:
+        add(g, T, cls, "--seq-len", "characters per sequence (BPTT length)", type=positive_int)
+    add(g, T, cls, "--optimizer", "update rule", choices=OPTIMIZERS)
+    lr_default = (f"{default_lr(1):g}; {default_lr(LARGE_ALPHABET + 1):g} for alphabets of over "
+                  f"{LARGE_ALPHABET:,} symbols") if lm else None
+    add(g, T, cls, "--lr", "peak learning rate", type=number(0, low_open=True), default_text=lr_default)
+    add(g, T, cls, "--weight-decay", "L2 (sgd, adam) or decoupled (adamw)", type=number(0))
+    add(g, T, cls, "--momentum", "SGD momentum", type=number(0))
+    add(g, T, cls, "--schedule", "learning-rate schedule", choices=SCHEDULES)
+    add(g, T, cls, "--warmup-steps", "linear warm-up (cosine)", type=nonneg_int)
+    add(g, T, cls, "--min-lr-ratio", "final lr / peak lr for cosine", type=number(0, 1))
+    add(g, T, cls, "--clip", "global gradient-norm clip; 0 disables", type=number(0))
+    add(g, T, cls, "--steps", "budget: optimizer steps", type=positive_int)
+    add(g, T, cls, "--epochs", "budget: passes over the training " + ("text" if lm else "texts"),
+        type=number(0, low_open=True))
+    add(g, T, cls, "--time-budget", "budget: training time, e.g. 90s, 10m, 1h (evaluation not counted)",
+        type=duration, default_text=f"{DEFAULT_TIME_BUDGET / 60:g}m when no budget is given" if lm else None)
+    g.add_argument("--eval-every", dest="train.eval_every", type=cadence, default=S, metavar="EVAL_EVERY",
+                   help="validate every N steps, or every 60s / 2m of training and at least once per epoch "
+                        f"(default {shown(cls.eval_every_s) + 's' if cls.eval_every_s else 'each epoch'})")
+    if lm:
+        add(g, T, cls, "--eval-chars", "validation characters for periodic evaluations (the final one uses all)",
+            type=positive_int)
+    else:
+        add(g, T, cls, "--patience", "stop after N epochs without a better validation loss", type=positive_int)
+    add(g, T, cls, "--seed", "seeds weights, dropout and data order", type=int)
+    add(g, T, cls, "--device", "auto: cuda when available", choices=DEVICES)
+    add(g, T, cls, "--precision", "bf16 = autocast to bfloat16", choices=PRECISIONS)
+    add(g, T, cls, "--threads", "CPU threads for PyTorch", type=threads)
+    if lm:
+        add(g, T, cls, "--compile", "compile the training step with torch.compile: 1-4 minutes of compiling on "
+            "2 cores (counted in the time budget; needs a C++ compiler on the CPU), then batched scratch cells run "
+            "up to 1.5x faster; no gain for fused layers, nor for a scratch LSTM at small CPU batches")
+
+
+
+
+def _run_flags(g, what: str) -> None:
+    g.add_argument("--config", default=S, metavar="FILE.toml", help="TOML file with [data], [model], [train] tables")
+    g.add_argument("--out", default=S, help=f"run directory (default runs/<{what}>)")
+    g.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
+    g.add_argument("--resume", metavar="RUN", default=S, help="continue the run in RUN exactly where it stopped")
+    g.add_argument("--quiet", action="store_true", help="no progress bar")
+    g.add_argument("--json", action="store_true", help="print the final summary as one JSON object")
+
+
+def _train(sub) -> None:
+    t = sub.add_parser("train", help="train a character language model (or resume one)",
+                       description="Train a character-level language model on a text file or a bundled corpus.")
+    t.add_argument("path", nargs="?", help="text file: .txt, .zip, .gz, .bz2 or .xz (or use --corpus)")
+    D, M = "data", "model"
+    g = t.add_argument_group("data")
+    add(g, D, DataConfig, "--corpus", f"bundled corpus: {', '.join(BUNDLED)}")
+    add(g, D, DataConfig, "--member", "member of a zip that holds several files")
+    add(g, D, DataConfig, "--encoding", "text encoding")
+    add(g, D, DataConfig, "--errors", "what to do with undecodable bytes (strict: stop with the offset)",
+        choices=ERRORS)
+    add(g, D, DataConfig, "--strip-gutenberg", "keep only the book between Project Gutenberg's START and END markers")
+    add(g, D, DataConfig, "--start-marker", "keep text from this string on (inclusive)")
+    add(g, D, DataConfig, "--end-marker", "... up to this string (exclusive)")
+    add(g, D, DataConfig, "--limit-chars", "keep only the first N characters", type=positive_int)
+    add(g, D, DataConfig, "--newlines-to-spaces", "replace line breaks by spaces")
+    add(g, D, DataConfig, "--val-fraction", "held-out tail for validation",
+        type=number(0, 1, low_open=True, high_open=True))
+    add(g, D, DataConfig, "--test", "a separate test file, scored at the end", field="test_path", metavar="FILE")
+    g = t.add_argument_group("model")
+    add(g, M, ModelConfig, "--cell", registry.describe(), choices=registry.names())
+    add(g, M, ModelConfig, "--embed-size", "embedding width; 0 = one-hot input", type=nonneg_int)
+    add(g, M, ModelConfig, "--hidden-size", "state width per layer", type=positive_int)
+    add(g, M, ModelConfig, "--layers", "number of stacked layers", field="num_layers", type=positive_int)
+    add(g, M, ModelConfig, "--dropout", "dropout probability", type=number(0, 1, high_open=True))
+    add(g, M, ModelConfig, "--backend", "fused torch.nn layers or rnnkit's scratch cells", choices=BACKENDS)
+    add(g, M, ModelConfig, "--init-std", "initialise every weight from N(0, std^2) and every bias at 0, as d2l's "
+        "from-scratch models (seed 001: 0.01); default: torch.nn's initialisation", type=number(0, low_open=True))
+    g.add_argument("--cell-option", dest="model.cell_options", action="append", type=cell_option, default=S,
+                   metavar="NAME=VALUE", help="one of the cell's own hyperparameters (repeatable); the classic "
+                                              "cells have none")
+    _training_flags(t.add_argument_group("training"), TrainConfig, lm=True)
+    _run_flags(t.add_argument_group("run"), "corpus or file name")
+
+
+def _eval(sub) -> None:
+    e = sub.add_parser("eval", help="score held-out text: nats/char, perplexity, bits/char",
+                       description="Evaluate a trained run on its validation text or on another file.")
+    e.add_argument("run", help="run directory")
+    e.add_argument("file", nargs="?", help="text file to score (default: the run's validation text)")
+    e.add_argument("--member", help="member of a zip that holds several files")
+    e.add_argument("--encoding", default=DataConfig.encoding)
+    e.add_argument("--errors", default=DataConfig.errors, choices=ERRORS)
+    e.add_argument("--weights", choices=("best", "last"), default="best")
+    e.add_argument("--device", choices=DEVICES, default="auto")
+    e.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def _sample(sub) -> None:
+    s = sub.add_parser("sample", help="generate text from a trained run",
+                       description="Generate text: prime on a prompt, then sample one character at a time.")
+    s.add_argument("run", help="run directory")
+    P = "sample"
+    add(s, P, SampleConfig, "--prompt", "text to start from", default_text="a line break")
+    s.add_argument("--prompt-file", help="read the prompt from a file")
+    add(s, P, SampleConfig, "--length", "characters to generate", type=positive_int)
+    add(s, P, SampleConfig, "--temperature", "0 = greedy; below 1 more conservative (seed 002's scale factor "
+        "s = 1/temperature)", type=number(0))
+    add(s, P, SampleConfig, "--top-k", "sample among the k most likely characters", type=positive_int)
+    add(s, P, SampleConfig, "--top-p", "nucleus sampling threshold in (0, 1]", type=number(0, 1, low_open=True))
+    add(s, P, SampleConfig, "--num-samples", "samples generated together as one batch", type=positive_int)
+    add(s, P, SampleConfig, "--seed", "seed for the sampling generator (same seed, same text)", type=int)
+    s.add_argument("--weights", choices=("best", "last"), default="best")
+    s.add_argument("--device", choices=DEVICES, default="cpu")
+    s.add_argument("--no-prompt", action="store_true", help="print only the generated text, not the prompt")
+    s.add_argument("--separator", default="\n\n", help="printed between samples (default: a blank line)")
+
+
+def _classify(sub) -> None:
+    c = sub.add_parser("classify", help="sequence classification: train, eval, predict (e.g. IMDb sentiment)",
+                       description="Classify texts with a (bi)directional RNN: train on labelled text (an aclImdb "
+                                   "directory or .tar.gz, CSV/TSV, JSONL), evaluate, predict.")
+    csub = c.add_subparsers(dest="classify_command", metavar="ACTION")
+    csub.required = True
+
+    t = csub.add_parser("train", help="train a classifier (or resume one)",
+                        description="Train a text classifier; validates after every epoch and keeps the best weights.")
+    t.add_argument("path", nargs="?", help="aclImdb directory or .tar.gz, .csv/.tsv or .jsonl (optionally .gz)")
+    D, M = "data", "model"
+    g = t.add_argument_group("data")
+    add(g, D, TextDataConfig, "--format", "default: from the file name", choices=TEXT_FORMATS)
+    add(g, D, TextDataConfig, "--text-column", "CSV/TSV column or JSONL key of the text")
+    add(g, D, TextDataConfig, "--label-column", "... and of the label")
+    add(g, D, TextDataConfig, "--split", "aclImdb split to train on")
+    add(g, D, TextDataConfig, "--val-fraction", "seeded share held out for validation (0.2: 5,000 of IMDb's 25,000)",
+        type=number(0, 1, low_open=True, high_open=True))
+    add(g, D, TextDataConfig, "--val", "a separate validation file instead of --val-fraction", field="val_path",
+        metavar="FILE")
+    add(g, D, TextDataConfig, "--encoding", "text encoding")
+    add(g, D, TextDataConfig, "--min-freq", "rarer words become <unk>", type=positive_int)
+    add(g, D, TextDataConfig, "--max-vocab", "most frequent words kept; 0 = all", type=nonneg_int)
+    add(g, D, TextDataConfig, "--max-tokens", "truncate texts to N words; 0 = keep all", type=nonneg_int)
+    add(g, D, TextDataConfig, "--truncate", "words a truncated text keeps: head, tail or both ends",
+        choices=TRUNCATIONS)
+    add(g, D, TextDataConfig, "--bucket", "batch texts of similar length, sorted within pools of N batches; 0 = off",
+        type=nonneg_int)
+    g = t.add_argument_group("model")
+    add(g, M, ClassifierConfig, "--cell", registry.describe(classifier=True), choices=registry.names(classifier=True))
+    add(g, M, ClassifierConfig, "--embed-size", "word embedding width", type=positive_int)
+    add(g, M, ClassifierConfig, "--hidden-size", "state width per direction", type=positive_int)
+    add(g, M, ClassifierConfig, "--layers", "stacked recurrent layers", field="num_layers", type=positive_int)
+    add(g, M, ClassifierConfig, "--bidirectional", "read each text in both directions")
+    add(g, M, ClassifierConfig, "--pooling", "last valid state of each direction, or mean/max over the valid steps",
+        choices=POOLINGS)
+    add(g, M, ClassifierConfig, "--head-hidden", "ReLU layer before the output; 0: none", type=nonneg_int)
+    add(g, M, ClassifierConfig, "--dropout", "dropout probability", type=number(0, 1, high_open=True))
+    add(g, M, ClassifierConfig, "--packed", "run through pack_padded_sequence (same results; slower on CPU)")
+    _training_flags(t.add_argument_group("training"), ClassifierTrainConfig, lm=False)
+    _run_flags(t.add_argument_group("run"), "data name")
+
+    e = csub.add_parser("eval", help="accuracy and loss of a trained classifier on labelled data",
+                        description="Evaluate a classifier on labelled data (default: the run's validation texts).")
+    e.add_argument("run", help="run directory")
+    e.add_argument("path", nargs="?", help="labelled data in any format train reads")
+    e.add_argument("--split", default="test", help="aclImdb split (default test)")
+    e.add_argument("--format", choices=TEXT_FORMATS, help="default: the run's")
+    e.add_argument("--text-column", help="default: the run's")
+    e.add_argument("--label-column", help="default: the run's")
+    e.add_argument("--encoding", help="default: the run's")
+    e.add_argument("--batch-size", type=positive_int, default=256)
+    e.add_argument("--weights", choices=("best", "last"), default="best")
+    e.add_argument("--device", choices=DEVICES, default="auto")
+    e.add_argument("--threads", type=threads, help="CPU threads for PyTorch")
+    e.add_argument("--json", action="store_true", help="print one JSON object (accuracy, loss, examples, ...)")
+
+    p = csub.add_parser("predict", help="label texts with a trained classifier",
+                        description="Print the label and its probability for each text: the arguments, the lines "
+                                    "of --file, or the lines of standard input.")
+    p.add_argument("run", help="run directory")
+    p.add_argument("texts", nargs="*", metavar="TEXT", help="texts to classify")
+    p.add_argument("--file", help="one text per line ('-' = standard input)")
+    p.add_argument("--batch-size", type=positive_int, default=256)
+    p.add_argument("--weights", choices=("best", "last"), default="best")
+    p.add_argument("--device", choices=DEVICES, default="cpu")
+    p.add_argument("--json", action="store_true", help="one JSON object per text: label, probability, probabilities")

@@ -1,0 +1,178 @@
+"""The sequence classification task: labelled texts -> words -> bucketed padded batches ->
+``SequenceClassifier`` -> the run lifecycle (``lifecycle.py``), validating at the end of every epoch and
+stopping early after ``patience`` epochs without a better validation loss."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+import torch.nn.functional as F
+
+from .. import checkpoint as ckpt
+from ..config import ClassifierConfig, ClassifierTrainConfig, TextDataConfig, TrainConfig, from_dict, to_dict
+from ..data.labelled import ClassifyData, prepare_data
+from ..data.padded import BucketBatches, PaddedBatch
+from ..data.words import WordVocab
+from ..evaluate import score
+from ..nn.models import SequenceClassifier
+from . import lifecycle
+from .trainer import Trainer
+
+# With no budget given: DEFAULT_EPOCHS, but at least DEFAULT_MIN_STEPS steps (a small data set needs more
+# passes; the best validation weights are kept, so extra epochs cost time, not accuracy).
+DEFAULT_EPOCHS, DEFAULT_MIN_STEPS = 3, 200
+RESUMABLE_FIELDS = ("steps", "epochs", "time_budget", "device", "threads")
+
+
+class ClassifyTask:
+    """Cross-entropy of the class logits; validation accuracy and loss over the whole held-out set."""
+
+    unit = "tokens"
+    command = "rnnkit classify train"
+
+    def __init__(self, val_seqs: list[torch.Tensor], val_labels: torch.Tensor, device: torch.device, precision: str):
+        self.val_seqs, self.val_labels, self.device, self.precision = val_seqs, val_labels, device, precision
+
+    def loss(self, model, batch: PaddedBatch) -> torch.Tensor:
+        logits = model(batch.tokens.to(self.device, non_blocking=True), batch.lengths)   # (B, C)
+        return F.cross_entropy(logits.float(), batch.labels.to(self.device, non_blocking=True))
+
+    def units(self, batch: PaddedBatch) -> int:
+        return int(batch.lengths.sum())
+
+    def evaluate(self, model) -> dict:
+        s = score(model, self.val_seqs, self.val_labels, precision=self.precision)
+        return {"val_loss": s.loss, "val_accuracy": s.accuracy}
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
+class ClassifierJob:
+    """A classifier run, for the lifecycle."""
+
+    task, command, what = "classifier", "rnnkit classify train", "a classifier"
+    resumable = RESUMABLE_FIELDS
+
+    def __init__(self, data: TextDataConfig, model: ClassifierConfig, train: TrainConfig):
+        self.data, self.model, self.train = data, model, train
+
+    def prepare(self, resumed: Optional[lifecycle.Resumed], device: torch.device,
+                run_dir: Path) -> lifecycle.Prepared:
+        cfg = self.train
+        t_read = time.perf_counter()
+        data: ClassifyData = prepare_data(self.data, cfg.seed,
+                                          vocab=WordVocab.from_dict(resumed.run["vocab"]) if resumed else None,
+                                          labels=resumed.run["labels"] if resumed else None)
+        t_read = time.perf_counter() - t_read
+        model_cfg = dataclasses.replace(self.model, vocab_size=len(data.vocab), num_classes=len(data.labels))
+        torch.manual_seed(cfg.seed)
+        model = SequenceClassifier(model_cfg).to(device)
+        batches = BucketBatches(data.train_seqs, data.train_labels, cfg.batch_size, bucket=self.data.bucket,
+                                seed=cfg.seed)
+        spe = batches.steps_per_epoch
+        if cfg.eval_every is None and cfg.eval_every_s is None:
+            cfg = dataclasses.replace(cfg, eval_every=spe)             # validate at each epoch's end
+        if cfg.lr is None:
+            cfg = dataclasses.replace(cfg, lr=ClassifierTrainConfig.lr)
+        if cfg.steps is None and cfg.epochs is None and cfg.time_budget is None:
+            cfg = dataclasses.replace(cfg, steps=max(DEFAULT_EPOCHS * spe, DEFAULT_MIN_STEPS))
+        total = lifecycle.steps_budget(cfg, spe)
+        if total and not resumed and cfg.schedule != "constant" and cfg.warmup_steps > total // 10:
+            cfg = dataclasses.replace(cfg, warmup_steps=total // 10)   # small data: warm up a tenth at most
+        patience = _patience(cfg)
+        m = model_cfg
+        tokens = sum(len(s) for s in data.train_seqs)
+        lines = [
+            f"{data.source}: {len(data.train_seqs):,} training / {len(data.val_seqs):,} validation texts, labels "
+            f"{', '.join(data.labels)}; vocabulary {len(data.vocab):,} words; {tokens / len(data.train_seqs):.0f} "
+            f"words per text after truncation (read in {t_read:.1f}s)",
+            f"model: {m.num_layers}x{m.hidden_size} {'bidirectional ' if m.bidirectional else ''}{m.cell}, "
+            f"embedding {m.embed_size}, {m.pooling} pooling, {model.num_parameters():,} parameters on {device}",
+            f"training: batches of {cfg.batch_size} ({spe} per epoch{', bucketed' if self.data.bucket else ''}), "
+            f"{cfg.optimizer} lr {cfg.lr:g} ({cfg.schedule}); budget {total or '-'} steps"
+            f"{f', {cfg.time_budget:g}s' if cfg.time_budget else ''}"
+            f"{f', patience {patience} epochs' if patience else ''}; run directory {run_dir}"]
+        return lifecycle.Prepared(
+            model, ClassifyTask(data.val_seqs, data.val_labels, device, cfg.precision), batches, cfg, total,
+            {"model": to_dict(model_cfg), "data": to_dict(self.data), "patience": patience, "labels": data.labels,
+             "vocab": data.vocab.to_dict(), "examples": {"train": len(data.train_seqs), "val": len(data.val_seqs)}},
+            data.fingerprint, data.source, lines, data)
+
+    def fit(self, trainer: Trainer, pause_at: Optional[int], say) -> bool:
+        """One epoch at a time, so that early stopping can look at each epoch's validation."""
+        spe = trainer.batches.steps_per_epoch
+        while not trainer.done():
+            stop = (trainer.progress.step // spe + 1) * spe
+            if pause_at is not None and pause_at < stop:
+                trainer.fit(pause_at=pause_at)
+                return False
+            trainer.fit(pause_at=stop)
+            if _stalled(trainer):
+                say(f"early stop: no better validation loss for {_patience(trainer.cfg)} epoch(s) "
+                    f"(best at step {trainer.progress.best_step})")
+                return True
+        return False
+
+    def finished(self, trainer: Trainer) -> Optional[str]:
+        if _stalled(trainer):
+            return "(early stop)"
+        return "its budget" if trainer.done() else None
+
+    def summary(self, trainer: Trainer, prepared: lifecycle.Prepared, stopped_early: bool) -> dict:
+        model, data, p = prepared.model, prepared.data, trainer.progress
+        model.load_state_dict(ckpt.load_weights(ckpt.weights_path(trainer.run_dir, "best"), trainer.device))
+        val = score(model, data.val_seqs, data.val_labels, precision=prepared.cfg.precision)
+        return {"step": p.step, "best_step": p.best_step, "epochs": round(p.step / trainer.batches.steps_per_epoch, 3),
+                "stopped_early": stopped_early, "train_time_s": round(p.train_time, 1),
+                "tokens_per_s": round(p.units / max(p.train_time, 1e-9), 1),
+                **{f"val_{k}": v for k, v in val.to_dict().items()}}
+
+
+def _patience(cfg: TrainConfig) -> Optional[int]:
+    return getattr(cfg, "patience", None)
+
+
+def _stalled(trainer: Trainer) -> bool:
+    patience, p = _patience(trainer.cfg), trainer.progress
+    return bool(patience) and p.best_step >= 0 and p.step - p.best_step >= patience * trainer.batches.steps_per_epoch
+
+
+def train(data: TextDataConfig, model: ClassifierConfig, train: TrainConfig, out: str | Path, *,
+          patience: Optional[int] = None, overwrite: bool = False, quiet: bool = False,
+          pause_at: Optional[int] = None, log: Callable[[str], None] | None = None) -> dict:
+    """Train a classifier in the new run directory ``out``; returns the final summary.
+
+    ``train`` is best a ``ClassifierTrainConfig`` (the classifier's defaults); a plain TrainConfig is taken
+    with its own values. Validation happens at every epoch's end when ``eval_every`` and ``eval_every_s``
+    are both None; with no steps, epochs or time budget, the budget is ``DEFAULT_EPOCHS`` epochs or
+    ``DEFAULT_MIN_STEPS`` steps, whichever is more. ``patience`` (or ``train.patience``) stops after that
+    many epochs without a better validation loss.
+    """
+    if not isinstance(train, ClassifierTrainConfig):
+        train = ClassifierTrainConfig(**dataclasses.asdict(train))
+    if patience is not None:
+        train = dataclasses.replace(train, patience=patience)
+    return lifecycle.start(ClassifierJob(data, model, train), out, overwrite=overwrite, quiet=quiet,
+                           pause_at=pause_at, log=log)
+
+
+def resume(out: str | Path, *, overrides: Optional[dict] = None, data_path: Optional[str] = None,
+           quiet: bool = False, pause_at: Optional[int] = None, log: Callable[[str], None] | None = None) -> dict:
+    """Continue the classifier run in ``out`` where its last checkpoint left it (same data, same order)."""
+    run, cfg = lifecycle.read_resumable(out, ClassifierJob.task, ClassifierJob.what, overrides, RESUMABLE_FIELDS,
+                                        ClassifierTrainConfig)
+    if cfg.patience is None and run.get("patience"):
+        cfg = dataclasses.replace(cfg, patience=int(run["patience"]))
+    data = from_dict(TextDataConfig, run["data"], source=f"{out}/run.json data")
+    if data_path is not None:
+        data = dataclasses.replace(data, path=data_path)      # a moved file: fine if the texts are the same
+    model = from_dict(ClassifierConfig, run["model"], source=f"{out}/run.json model")
+    return lifecycle.resume(ClassifierJob(data, model, cfg), out, run, quiet=quiet, pause_at=pause_at, log=log)
