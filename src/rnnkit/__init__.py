@@ -6,8 +6,7 @@
 See README.md for the map of the package's layers.
 """
 
-__version__ = "0.1.0"
-
+from ._version import __version__
 from . import classify  # noqa: E402
 from .config import (ClassifierConfig, ClassifierTrainConfig, DataConfig, ModelConfig, SampleConfig,  # noqa: E402
                      TextDataConfig, TrainConfig)

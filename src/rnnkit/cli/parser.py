@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from .. import __version__
+from .._version import __version__
 from ..config import (BACKENDS, BATCHINGS, DEVICES, ERRORS, OPTIMIZERS, POOLINGS, PRECISIONS, SCHEDULES,
                       TEXT_FORMATS, TRUNCATIONS, ClassifierConfig, ClassifierTrainConfig, DataConfig, ModelConfig,
                       SampleConfig, TextDataConfig, TrainConfig)

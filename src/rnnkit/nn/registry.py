@@ -50,8 +50,9 @@ class CellSpec:
             if isinstance(default, bool) != isinstance(value, bool) or (
                     isinstance(default, (int, float)) and not isinstance(value, (int, float))) or (
                     isinstance(default, int) and not isinstance(default, bool) and isinstance(value, float)):
-                raise ValueError(f"cell option {key} must be a {type(default).__name__} like its default "
-                                 f"{default!r}, got {value!r}")
+                kind = {"bool": "true or false", "int": "an integer", "float": "a number"}.get(
+                    type(default).__name__, type(default).__name__)
+                raise ValueError(f"cell option {key} must be {kind} like its default {default!r}, got {value!r}")
             out[key] = value
         return out
 

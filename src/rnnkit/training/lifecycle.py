@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterator, Optional, Protocol
 import torch
 
 from .. import checkpoint as ckpt
+from .._version import __version__
 from ..config import TrainConfig, from_dict
 from ..nn.device import precision_warning, resolve_device
 from ..runs import read_task_run
@@ -122,7 +123,7 @@ def _run(job: Job, run_dir: Path, resumed: Optional[Resumed], *, quiet: bool, pa
             ckpt.write_run(run_dir, {
                 "task": job.task, **prepared.record, "train": dataclasses.asdict(prepared.cfg),
                 "data_fingerprint": prepared.fingerprint, "world_size": world.size,
-                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "rnnkit_version": _version(),
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "rnnkit_version": __version__,
                 "torch_version": torch.__version__})
         world.barrier()
     for line in prepared.describe:
@@ -165,14 +166,6 @@ def steps_budget(cfg: TrainConfig, steps_per_epoch: int) -> Optional[int]:
     if cfg.epochs is not None:
         budgets.append(max(1, math.ceil(cfg.epochs * steps_per_epoch)))
     return min(budgets) if budgets else None
-
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-    try:
-        return version("rnnkit")
-    except PackageNotFoundError:     # running from a source tree that was never installed
-        return "unknown"
 
 
 __all__ = ["Job", "Prepared", "Resumed", "TrainingStopped", "World", "read_resumable", "resume", "set_threads",
