@@ -56,3 +56,20 @@ def test_untrained_model_scores_about_ln_vocab():
     ids = torch.randint(0, v, (5000,), dtype=torch.uint8)
     s = evaluate_stream(model, ids)
     assert s.nats_per_char == pytest.approx(math.log(v), abs=0.05)
+
+
+def test_a_capped_evaluation_samples_the_whole_text():
+    """max_chars scores the beginning of every row: spread over the text, each row from a fresh state."""
+    torch.manual_seed(0)
+    model = CharLM(ModelConfig(vocab_size=7, cell="gru", embed_size=4, hidden_size=8, num_layers=1)).eval()
+    ids = torch.randint(0, 7, (8 * 600 + 5,))
+    got = evaluate_stream(model, ids, streams=8, chunk=64, max_chars=8 * 50)
+    row = (len(ids) - 1) // 8
+    nll = 0.0
+    with torch.no_grad():
+        for r in range(8):
+            piece = ids[r * row:r * row + 51].long()[None]            # 50 predictions from the row's start
+            logits, _ = model(piece[:, :-1])
+            nll += F.cross_entropy(logits[0], piece[0, 1:], reduction="sum").item()
+    assert got.chars == 400 and got.nats == pytest.approx(nll, rel=1e-5)
+    assert evaluate_stream(model, ids, streams=8, chunk=64, max_chars=10 ** 6) == evaluate_stream(model, ids, streams=8, chunk=64)

@@ -101,7 +101,8 @@ class TrainConfig:
     eval_every: Optional[int] = None    # validate every N steps ...
     eval_every_s: Optional[float] = 60.0  # ... or every N seconds of training, and at least once per epoch
                                         # (used when eval_every is None)
-    eval_chars: Optional[int] = None    # cap on validation characters for periodic evaluations (final: all)
+    eval_chars: Optional[int] = None    # periodic evaluations score about this many validation characters, spread
+                                        # over the whole validation text (the final one scores all)
     seed: int = 1234                    # seeds weights, dropout and data order
     device: str = "auto"                # auto | cpu | cuda
     precision: str = "fp32"             # fp32 | bf16 (autocast)

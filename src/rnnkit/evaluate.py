@@ -18,12 +18,15 @@ from .nn.state import select_rows
 
 @torch.inference_mode()
 def evaluate_stream(model, ids: torch.Tensor, *, streams: int = 32, chunk: int = 512,
-                    precision: str = "fp32") -> LMScore:
+                    precision: str = "fp32", max_chars: Optional[int] = None) -> LMScore:
     """Score every character of ``ids`` after the first, each given all the text before it.
 
     The text is cut into ``streams`` contiguous rows evaluated side by side (for speed), each carrying
     its state from chunk to chunk; the few characters left over continue the last row's state, so all
     ``len(ids) - 1`` predictions are counted and the sum is divided once.
+
+    ``max_chars`` scores about that many characters only (a quick check during training): the beginning of
+    every row, so the sample is spread evenly over the whole text rather than taken from its start.
     """
     device = next(model.parameters()).device
     was_training = model.training
@@ -35,6 +38,11 @@ def evaluate_stream(model, ids: torch.Tensor, *, streams: int = 32, chunk: int =
     length = n // streams                                           # L: predictions per row
     x = ids[:streams * length].view(streams, length)
     y = ids[1:streams * length + 1].view(streams, length)
+    tail = ids[streams * length:]                                   # leftover: continues the last row
+    if max_chars is not None and max_chars < n:
+        length = max(1, min(length, max_chars // streams))
+        x, y, tail = x[:, :length], y[:, :length], ids[:0]
+        n = streams * length
     total = torch.zeros((), dtype=torch.float64, device=device)
     state = None
     try:
@@ -45,7 +53,6 @@ def evaluate_stream(model, ids: torch.Tensor, *, streams: int = 32, chunk: int =
                 logits, state = model(xb, state)
                 total += F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), yb.reshape(-1),
                                          reduction="sum").double()
-            tail = ids[streams * length:]                           # leftover: continues the last row
             if len(tail) > 1:
                 last = select_rows(state, slice(streams - 1, streams))
                 for i in range(0, len(tail) - 1, chunk):

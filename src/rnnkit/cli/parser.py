@@ -69,7 +69,8 @@ def _training_flags(g, cls: type, *, lm: bool) -> None:
                    help="validate every N steps, or every 60s / 2m of training and at least once per epoch "
                         f"(default {shown(cls.eval_every_s) + 's' if cls.eval_every_s else 'each epoch'})")
     if lm:
-        add(g, T, cls, "--eval-chars", "validation characters for periodic evaluations (the final one uses all)",
+        add(g, T, cls, "--eval-chars", "periodic evaluations score about N validation characters, spread over the whole "
+            "validation text (the final one scores all)",
             type=positive_int)
     else:
         add(g, T, cls, "--patience", "stop after N epochs without a better validation loss", type=positive_int)

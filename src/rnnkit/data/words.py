@@ -55,13 +55,6 @@ class WordVocab:
             kept = kept[:max_vocab]
         return cls([PAD, UNK, *kept])
 
-    @classmethod
-    def from_texts(cls, texts: Iterable[str], **kwargs) -> "WordVocab":
-        counts: Counter = Counter()
-        for text in texts:
-            counts.update(tokenize(text))
-        return cls.from_counts(counts, **kwargs)
-
     def __len__(self) -> int:
         return len(self.words)
 

@@ -72,10 +72,6 @@ def effective_backend(cell: str, backend: str) -> str:
     return "scratch" if registry.get(cell).fused is None else backend
 
 
-def is_fused(module: nn.Module) -> bool:
-    return isinstance(module, nn.RNNBase)
-
-
 _FUSED_KEY = re.compile(r"^(.*?)(weight_ih|weight_hh|bias_ih|bias_hh)_l(\d+)$")
 _SCRATCH_KEY = re.compile(r"^(.*?)cells\.(\d+)\.(weight_ih|weight_hh|bias_ih|bias_hh)$")
 

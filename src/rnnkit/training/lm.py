@@ -62,8 +62,7 @@ class LMTask:
         return batch.x.numel()
 
     def evaluate(self, model) -> dict:
-        val = self.val if self.eval_chars is None else self.val[: self.eval_chars]
-        score = evaluate_stream(model, val, precision=self.precision)
+        score = evaluate_stream(model, self.val, precision=self.precision, max_chars=self.eval_chars)
         return {"val_loss": score.nats_per_char, "val_bpc": score.bits_per_char}
 
     def state_dict(self) -> dict:

@@ -7,7 +7,7 @@ from torch import nn
 from rnnkit.config import DataConfig, ModelConfig, TrainConfig
 from rnnkit.nn.models import CharLM
 from rnnkit.nn import device, fused
-from rnnkit.nn.recurrent import Unrolled, fused_to_scratch_keys, is_fused, make_recurrent, scratch_to_fused_keys
+from rnnkit.nn.recurrent import Unrolled, fused_to_scratch_keys, make_recurrent, scratch_to_fused_keys
 from rnnkit.nn.state import detach_state
 
 B, T, I, H = 3, 6, 5, 4
@@ -30,7 +30,7 @@ def fused_and_scratch(cell: str, layers: int):
 @pytest.mark.parametrize("given_state", [False, True])
 def test_scratch_matches_fused_outputs_states_and_gradients(cell, layers, given_state):
     fused, scratch = fused_and_scratch(cell, layers)
-    assert is_fused(fused) and fused.batch_first and isinstance(scratch, Unrolled)
+    assert isinstance(fused, nn.RNNBase) and fused.batch_first and isinstance(scratch, Unrolled)
     x = torch.randn(B, T, I, requires_grad=True)
     state = None
     if given_state:
@@ -149,7 +149,7 @@ def test_load_with_backend_override_gives_same_logits(tmp_path, trained_on):
           quiet=True, log=lambda m: None)
     fused = load(tmp_path / "run", backend="fused")
     scratch = load(tmp_path / "run", backend="scratch")
-    assert isinstance(scratch.model.rnn, Unrolled) and is_fused(fused.model.rnn)
+    assert isinstance(scratch.model.rnn, Unrolled) and isinstance(fused.model.rnn, nn.RNNBase)
     tokens = fused.vocab.encode("the mat sat").long()[None]
     with torch.no_grad():
         torch.testing.assert_close(scratch.model(tokens)[0], fused.model(tokens)[0], rtol=1e-5, atol=1e-5)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
 from pathlib import Path
 
 import pytest
@@ -57,3 +58,29 @@ def test_an_old_classifier_resumes(tmp_path):
     summary = classify.resume(out, overrides={"epochs": 3}, data_path=str(FIXTURES / "reviews.csv"), quiet=True,
                               log=lambda m: None)
     assert summary["step"] == 12 and [r["step"] for r in ckpt.read_metrics(out)] == [4, 8, 12]
+
+
+def test_loading_scoring_sampling_and_predicting_in_two_threads_at_once():
+    """What a server does for two requests at once gives what doing them one after the other gives."""
+    from rnnkit.evaluate import evaluate_stream
+
+    def work(i: int):
+        lm = load(FIXTURES / f"v0.1-{('lstm', 'gru')[i % 2]}")
+        ids = lm.vocab.encode((FIXTURES / "corpus.txt").read_text(encoding="utf-8"))
+        text = generate(lm.model, lm.vocab, SampleConfig(prompt="the ", length=80, seed=i, num_samples=1 + i % 2))
+        clf = classify.load(FIXTURES / "v0.1-classifier")
+        labels = [p.label for p in classify.predict(clf, ["a moving film", "a dull mess", "fine"] * (i + 1))]
+        return evaluate_stream(lm.model, ids).nats, text, labels
+
+    expected = [work(i) for i in range(6)]
+    got: dict[int, tuple] = {}
+
+    def run(indices):
+        for i in indices:
+            got[i] = work(i)
+    threads = [threading.Thread(target=run, args=(range(k, 6, 2),)) for k in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert [got.get(i) for i in range(6)] == expected

@@ -19,7 +19,7 @@ from rnnkit.config import ClassifierConfig, ClassifierTrainConfig, TextDataConfi
 from rnnkit.data.corpus import CorpusError
 from rnnkit.nn.models import SequenceClassifier
 
-SHARED = Path(__file__).parents[1] / ".." / "shared" / "data"
+SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 
 
 @pytest.fixture(autouse=True)
