@@ -89,7 +89,7 @@ def write_section(name: str, title: str, body: str) -> None:
     command = "python " + " ".join([os.path.relpath(sys.argv[0], ROOT)] + sys.argv[1:])
     stamp = (f"Command: `{command}`  \nMachine: {machine()}  \n"
              f"Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC")
-    block = f"<!-- {name}:start -->\n## {title}\n\n{stamp}\n\n{body.strip()}\n<!-- {name}:end -->"
+    block = f"<!-- {name}:start -->\n### {title}\n\n{stamp}\n\n{body.strip()}\n<!-- {name}:end -->"
     _replace_block(name, block)
     print(f"wrote section {name!r} of {os.path.relpath(DOCS)}")
 

@@ -4,11 +4,12 @@ Contenders, on the same untrained 2x512 model (vocab 65, embedding 256, random w
 
   naive      Embedding -> nn.LSTM/nn.GRU -> Linear called once per character with torch's defaults
              (on the CPU nn.LSTM then runs oneDNN's RNN primitive), softmax + multinomial: what a user writes
-  reference  rnnkit.generate(..., fast=False): ``model(x, state)`` per character; at batch 1 on ATen's
-             native kernels (oneDNN off), at batch 64 with torch's defaults
-  fast       rnnkit.generate(...), the default: at batch 1 the Stepper (see rnnkit/generate.py) with each
-             layer's recurrent matmul on a second thread (2 threads); at batch 64 the same as reference.
-             Its text is checked to be identical to the reference path's for the same seed
+  reference  rnnkit.generate(..., fast=False): ``model(x, state)`` per character with torch's defaults (at
+             batch 1 on the CPU that is oneDNN's RNN primitive for the LSTM)
+  fast       rnnkit.generate(...), the default: at batch 1 the Stepper (rnnkit/inference/fast.py: ATen's
+             native CPU kernels called directly) with each layer's recurrent matmul on a second thread
+             (2 threads); at batch 64 the same as reference. Its text is checked to be identical to the
+             reference path's run on the kernels it mirrors (``torch.backends.mkldnn.flags(enabled=False)``)
   fast, not pipelined   generate(..., pipeline=False): the Stepper on one thread
 
 usage: python benchmarks/bench_generate.py [--rounds 3] [--seconds 1.0] [--no-write]
@@ -76,7 +77,9 @@ def main() -> None:
             def cfg(steps: int) -> SampleConfig:
                 return SampleConfig(prompt="\n", length=steps, num_samples=batch, temperature=1.0, seed=1)
             # Same seed, same text: the check the fast path promises, on this very model.
-            same = generate(model, VOCAB, cfg(300)) == generate(model, VOCAB, cfg(300), fast=False)
+            with torch.backends.mkldnn.flags(enabled=batch > 1):
+                reference = generate(model, VOCAB, cfg(300), fast=False)
+            same = generate(model, VOCAB, cfg(300)) == reference
 
             # Calibrate the number of steps so that each timed run lasts about --seconds.
             def steps_for(run) -> int:
@@ -104,9 +107,12 @@ def main() -> None:
         body = (f"Generation with untrained 2x{HIDDEN} models (embedding {EMBED}, vocab {len(VOCAB)}), temperature 1, "
                 f"{args.rounds} alternating rounds of about {args.seconds:g} s each, medians. chars/s counts every "
                 f"sample of the batch. *naive*: nn.Embedding + nn.LSTM/GRU + nn.Linear called per character with "
-                f"torch's defaults; *reference*: `generate(..., fast=False)`; *fast*: `generate(...)` (default; at batch 1 "
+                f"torch's defaults; *reference*: `generate(..., fast=False)`, `model(x, state)` per character with "
+                f"torch's defaults; *fast*: `generate(...)` (default; at batch 1 ATen's kernels called directly, "
                 f"pipelined over 2 threads); *fast, not pipelined*: `generate(..., pipeline=False)`. At batch 64 "
-                f"rnnkit runs `model(x, state)` with torch's defaults on both paths.\n\n"
+                f"rnnkit runs `model(x, state)` with torch's defaults on both paths. *Same text*: the fast path's "
+                f"sample equals the reference path's on the kernels it mirrors (oneDNN off at batch 1), same seed."
+                f"\n\n"
                 + text)
         write_section("bench_generate", "Generation speed (chars/s)", body)
 

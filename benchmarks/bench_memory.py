@@ -73,7 +73,7 @@ def run(corpus: Path, extra: list[str], steps: int, out: Path) -> tuple[float, f
 # Reading alone, without training: the peak of prepare_data (read, decode, vocabulary, encode, fingerprint,
 # split) over a child that only imports the same modules. This is the "copies of the corpus" figure: in a
 # training run the text is freed before the model's own peak, so the two peaks overlap.
-READ = ("import sys, torch, rnnkit.train; T = sys.modules['rnnkit.train']; from rnnkit.config import DataConfig; "
+READ = ("import sys, torch, rnnkit.data.charlm as T; from rnnkit.config import DataConfig; "
         "cfg = DataConfig(path=sys.argv[1], newlines_to_spaces=sys.argv[2] == '1'); "
         "d = T.prepare_data(cfg) if sys.argv[3] == '1' else None")
 

@@ -152,13 +152,13 @@ def rnnkit_run(model: CharLM, data: torch.Tensor, val: torch.Tensor, precision: 
     trainer = Trainer(model, task, batches, cfg, prepare_run_dir(run_dir, overwrite=True), device,
                       total_steps=warmup + steps, quiet=True, log=lambda msg: None)
     ended = {}
-    evaluate_and_save = trainer.evaluate_and_save
+    evaluate = trainer._evaluate
 
-    def clocked_evaluate_and_save(*a, **k):      # fit() calls it once, when the step budget is spent
+    def clocked_evaluate(*a, **k):               # fit() calls it once, when the step budget is spent
         sync(device)
         ended.setdefault("t", time.perf_counter())
-        return evaluate_and_save(*a, **k)
-    trainer.evaluate_and_save = clocked_evaluate_and_save
+        return evaluate(*a, **k)
+    trainer._evaluate = clocked_evaluate
     trainer.fit()
     return ended["t"] - batches.t0
 
