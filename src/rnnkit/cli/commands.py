@@ -17,8 +17,9 @@ def _warn(msg: str) -> None:
     print(f"rnnkit: warning: {msg}", file=sys.stderr)
 
 
-def _configs(args: argparse.Namespace, data_cls: type, model_cls: type, train_cls: type, resume_hint: str):
-    """(toml, flags) for a training command; refuses data or model settings next to ``--resume``."""
+def _train_or_resume(args: argparse.Namespace, resume, train, data_cls: type, model_cls: type, train_cls: type):
+    """A training command: ``--resume RUN`` with only budget flags, or a new run from the defaults, a
+    ``--config`` file and the flags. Returns the library's summary."""
     given = sections(args)
     toml = read_toml(args.config) if hasattr(args, "config") else {}
     if hasattr(args, "resume"):
@@ -28,24 +29,25 @@ def _configs(args: argparse.Namespace, data_cls: type, model_cls: type, train_cl
                               .replace("cell-options", "cell-option") for k in fixed) or "--config"
             raise ValueError(f"--resume continues a run with its own data and model settings; drop {names} "
                              f"(or start a new run with --out)")
-    return toml, given
+        return resume(args.resume, overrides=given.get("train"), data_path=args.path, quiet=args.quiet)
+    path = {"path": args.path} if args.path is not None else {}
+    data = build(data_cls, toml.get("data"), given.get("data"), path, source="data settings")
+    if data.path is None and getattr(data, "corpus", None) is None:
+        raise ValueError("give a text file to train on, or --corpus NAME (moliere, shakespeare, alphabet)"
+                         if data_cls is DataConfig else
+                         "give labelled data to train on: an aclImdb directory or .tar.gz, a CSV/TSV or a JSONL file")
+    model = build(model_cls, toml.get("model"), given.get("model"), source="model settings")
+    cfg = build(train_cls, toml.get("train"), given.get("train"), source="train settings")
+    name = getattr(data, "corpus", None) or (Path(data.path).stem if data_cls is DataConfig
+                                             else Path(data.path.rstrip("/")).name.split(".")[0] or "classifier")
+    out = getattr(args, "out", None) or toml.get("out") or f"runs/{name}"
+    return train(data, model, cfg, out, overwrite=args.overwrite, quiet=args.quiet)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from ..training.lm import resume, train
 
-    toml, given = _configs(args, DataConfig, ModelConfig, TrainConfig, "rnnkit train")
-    if hasattr(args, "resume"):
-        summary = resume(args.resume, overrides=given.get("train"), data_path=args.path, quiet=args.quiet)
-    else:
-        path = {"path": args.path} if args.path is not None else {}
-        data = build(DataConfig, toml.get("data"), given.get("data"), path, source="data settings")
-        if data.path is None and data.corpus is None:
-            raise ValueError("give a text file to train on, or --corpus NAME (moliere, shakespeare, alphabet)")
-        model = build(ModelConfig, toml.get("model"), given.get("model"), source="model settings")
-        cfg = build(TrainConfig, toml.get("train"), given.get("train"), source="train settings")
-        out = getattr(args, "out", None) or toml.get("out") or f"runs/{data.corpus or Path(data.path).stem}"
-        summary = train(data, model, cfg, out, overwrite=args.overwrite, quiet=args.quiet)
+    summary = _train_or_resume(args, resume, train, DataConfig, ModelConfig, TrainConfig)
     if args.json:
         print(json.dumps(summary))
         return 0
@@ -118,20 +120,7 @@ def cmd_corpora(args: argparse.Namespace) -> int:
 def cmd_classify_train(args: argparse.Namespace) -> int:
     from ..training.classifier import resume, train
 
-    toml, given = _configs(args, TextDataConfig, ClassifierConfig, ClassifierTrainConfig, "rnnkit classify train")
-    if hasattr(args, "resume"):
-        summary = resume(args.resume, overrides=given.get("train"), data_path=args.path, quiet=args.quiet)
-    else:
-        path = {"path": args.path} if args.path is not None else {}
-        data = build(TextDataConfig, toml.get("data"), given.get("data"), path, source="data settings")
-        if data.path is None:
-            raise ValueError("give labelled data to train on: an aclImdb directory or .tar.gz, a CSV/TSV or "
-                             "a JSONL file")
-        model = build(ClassifierConfig, toml.get("model"), given.get("model"), source="model settings")
-        cfg = build(ClassifierTrainConfig, toml.get("train"), given.get("train"), source="train settings")
-        name = Path(data.path.rstrip("/")).name.split(".")[0] or "classifier"
-        out = getattr(args, "out", None) or toml.get("out") or f"runs/{name}"
-        summary = train(data, model, cfg, out, overwrite=args.overwrite, quiet=args.quiet)
+    summary = _train_or_resume(args, resume, train, TextDataConfig, ClassifierConfig, ClassifierTrainConfig)
     if args.json:
         print(json.dumps(summary))
     elif summary.get("paused"):

@@ -5,6 +5,7 @@ stopping early after ``patience`` epochs without a better validation loss."""
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 import time
 from pathlib import Path
 from typing import Callable, Optional
@@ -55,14 +56,16 @@ class ClassifyTask:
         pass
 
 
+@dataclass(frozen=True)
 class ClassifierJob:
     """A classifier run, for the lifecycle."""
 
     task, command, what = "classifier", "rnnkit classify train", "a classifier"
     resumable = RESUMABLE_FIELDS
 
-    def __init__(self, data: TextDataConfig, model: ClassifierConfig, train: TrainConfig):
-        self.data, self.model, self.train = data, model, train
+    data: TextDataConfig
+    model: ClassifierConfig
+    train: TrainConfig
 
     def prepare(self, resumed: Optional[lifecycle.Resumed], device: torch.device,
                 run_dir: Path) -> lifecycle.Prepared:

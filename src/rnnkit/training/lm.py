@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 import time
 from pathlib import Path
 from typing import Callable, Optional
@@ -72,14 +73,16 @@ class LMTask:
         self.state = from_plain(state["state"], self.device)
 
 
+@dataclass(frozen=True)
 class LMJob:
     """A character language model run, for the lifecycle."""
 
     task, command, what = "charlm", "rnnkit train", "a character language model"
     resumable = RESUMABLE_FIELDS
 
-    def __init__(self, data: DataConfig, model: ModelConfig, train: TrainConfig):
-        self.data, self.model, self.train = data, model, train
+    data: DataConfig
+    model: ModelConfig
+    train: TrainConfig
 
     def prepare(self, resumed: Optional[lifecycle.Resumed], device: torch.device,
                 run_dir: Path) -> lifecycle.Prepared:
