@@ -3,14 +3,14 @@
 Builds /tmp/rnnkit-bench-corpus.txt (Molière repeated to --mb megabytes of UTF-8; never committed), then,
 in a fresh child process each (so that peak memory is the child's own), measures
 
-  rnnkit      corpus.read_text + CharVocab.from_text + CharVocab.encode: what the issue's target is about
+  rnnkit      corpus.read_text + CharVocab.from_text + CharVocab.encode: the work the target is about
   train data  train.prepare_data: the same plus cleaning options, the content fingerprint and the split,
               which is what ``rnnkit train`` runs before its first step
 
 Peak memory is the child's maximum resident set size (getrusage), the torch import included; the
 baseline line shows how much of it is the interpreter and torch alone. A second child run under
 tracemalloc gives the peak of Python-level allocations (the text itself; torch tensors are not traced).
-Targets (issue 5): <= 10 s and <= 1 GB.
+Targets: <= 10 s and <= 1 GB.
 
 usage: python benchmarks/bench_corpus.py [--mb 100] [--keep] [--no-write]
 """

@@ -1,4 +1,4 @@
-"""Peak memory of `rnnkit train` on a 100 MB corpus, beyond the model and optimizer (issue 6, part 6).
+"""Peak memory of `rnnkit train` on a 100 MB corpus, beyond the model and optimizer.
 
 Builds /tmp/rnnkit-memory-corpus.txt (Molière repeated to --mb megabytes of UTF-8; never committed) and a
 200 kB slice of it, then runs `python -m rnnkit train` as a user would, in a fresh child process each,

@@ -5,7 +5,7 @@
 
 Each row times one training step of the recurrent layer alone (forward over T steps, backward of a
 weighted sum of the outputs) on the shapes of the seed experiments, median of ``--reps`` runs after two
-warm-up runs. ``speed`` is fused time / scratch time (1.0 = as fast as torch.nn; the targets of issue 5
+warm-up runs. ``speed`` is fused time / scratch time (1.0 = as fast as torch.nn; the targets
 are >= 0.5 for the scratch backend and >= 0.8 for the Elman cell against an nn.RNN of the same size).
 ``--compile`` adds the scratch layer under ``torch.compile`` (what ``rnnkit train --compile`` does), its
 time to compile, and fused time / compiled time; ``--only`` keeps the cases whose label holds TEXT.
@@ -107,7 +107,7 @@ def main() -> None:
                 f"{' / compiled' if args.compile else ''} in rounds. *compiled*: the scratch layer under "
                 "`torch.compile(dynamic=False)` (as `rnnkit train --compile`), *compile s*: its first call, "
                 "with an empty Inductor cache. "
-                "Targets (issue 5): scratch >= 0.5x fused, Elman >= 0.8x nn.RNN.\n\n" + text)
+                "Targets: scratch >= 0.5x fused, Elman >= 0.8x nn.RNN.\n\n" + text)
         write_section("bench_scratch" + ("_compiled" if args.compile else ""),
                       "Scratch backend vs fused" + (", with torch.compile" if args.compile else ""), body)
 

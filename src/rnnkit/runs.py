@@ -24,30 +24,31 @@ from .nn.models import CharLM, SequenceClassifier
 from .nn.recurrent import effective_backend, fused_to_scratch_keys, scratch_to_fused_keys
 
 
+class _Trained:
+    run: dict
+
+    @property
+    def precision(self) -> str:
+        """The precision it was trained in, which scoring uses too."""
+        return self.run.get("train", {}).get("precision", "fp32")
+
+
 @dataclass
-class LoadedLM:
+class LoadedLM(_Trained):
     model: CharLM
     vocab: CharVocab
     run: dict                    # the run's run.json: configs, vocabulary, fingerprint
     weights: Path                # the weights file that was loaded
 
-    @property
-    def precision(self) -> str:
-        return self.run.get("train", {}).get("precision", "fp32")
-
 
 @dataclass
-class LoadedClassifier:
+class LoadedClassifier(_Trained):
     model: SequenceClassifier
     vocab: WordVocab
     labels: list[str]
     data: TextDataConfig         # how the run read and truncated its texts
     run: dict                    # the run's run.json
     weights: Path
-
-    @property
-    def precision(self) -> str:
-        return self.run.get("train", {}).get("precision", "fp32")
 
     def encode(self, texts: Iterable[str]) -> list[torch.Tensor]:
         return encode_texts(self.vocab, (tokenize(t) for t in texts), self.data)

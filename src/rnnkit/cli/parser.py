@@ -11,6 +11,7 @@ from ..config import (BACKENDS, BATCHINGS, DEVICES, ERRORS, OPTIMIZERS, POOLINGS
                       SampleConfig, TextDataConfig, TrainConfig)
 from ..data.corpus import BUNDLED
 from ..nn import registry
+from ..training.classifier import DEFAULT_EPOCHS, DEFAULT_MIN_STEPS
 from ..training.lm import DEFAULT_TIME_BUDGET, LARGE_ALPHABET, default_lr
 from .flags import (add, cadence, cell_option, duration, nonneg_int, number, positive_int, shown, threads)
 
@@ -62,7 +63,8 @@ def _training_flags(g, cls: type, *, lm: bool) -> None:
     add(g, T, cls, "--clip", "global gradient-norm clip; 0 disables", type=number(0))
     add(g, T, cls, "--steps", "budget: optimizer steps", type=positive_int)
     add(g, T, cls, "--epochs", "budget: passes over the training " + ("text" if lm else "texts"),
-        type=number(0, low_open=True))
+        type=number(0, low_open=True), default_text=None if lm else
+        f"{DEFAULT_EPOCHS}, or {DEFAULT_MIN_STEPS} steps if that is more, when no budget is given")
     add(g, T, cls, "--time-budget", "budget: training time, e.g. 90s, 10m, 1h (evaluation not counted)",
         type=duration, default_text=f"{DEFAULT_TIME_BUDGET / 60:g}m when no budget is given" if lm else None)
     g.add_argument("--eval-every", dest="train.eval_every", type=cadence, default=S, metavar="EVAL_EVERY",
@@ -179,7 +181,8 @@ def _classify(sub) -> None:
     add(g, D, TextDataConfig, "--text-column", "CSV/TSV column or JSONL key of the text")
     add(g, D, TextDataConfig, "--label-column", "... and of the label")
     add(g, D, TextDataConfig, "--split", "aclImdb split to train on")
-    add(g, D, TextDataConfig, "--val-fraction", "seeded share held out for validation (0.2: 5,000 of IMDb's 25,000)",
+    add(g, D, TextDataConfig, "--val-fraction", "seeded share held out for validation (IMDb's 25,000 at the default: "
+        "5,000)",
         type=number(0, 1, low_open=True, high_open=True))
     add(g, D, TextDataConfig, "--val", "a separate validation file instead of --val-fraction", field="val_path",
         metavar="FILE")
@@ -209,7 +212,7 @@ def _classify(sub) -> None:
                         description="Evaluate a classifier on labelled data (default: the run's validation texts).")
     e.add_argument("run", help="run directory")
     e.add_argument("path", nargs="?", help="labelled data in any format train reads")
-    e.add_argument("--split", default="test", help="aclImdb split (default test)")
+    e.add_argument("--split", default="test", help="aclImdb split (default %(default)s)")
     e.add_argument("--format", choices=TEXT_FORMATS, help="default: the run's")
     e.add_argument("--text-column", help="default: the run's")
     e.add_argument("--label-column", help="default: the run's")
