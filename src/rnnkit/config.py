@@ -173,6 +173,36 @@ class SampleConfig:
             raise ConfigError(f"top_p must be in (0, 1], got {self.top_p}")
 
 
+MAX_BEAM = 1024               # beam width: the beam is one batch of this many rows
+
+
+@dataclass(frozen=True)
+class BeamConfig:
+    prompt: str = "\n"                  # text the model reads before the search
+    length: int = 200                   # characters to generate (at most, when a stop string ends a hypothesis)
+    beam: int = 8                       # hypotheses kept at every step (the batch)
+    num_return: int = 1                 # distinct hypotheses returned, best first (at most beam)
+    stop: Optional[str] = None          # a hypothesis ends where its text ends with this (not included in it)
+    length_penalty: float = 1.0         # alpha: hypotheses rank by log p / L^alpha, L = characters generated;
+                                        # 0 ranks by log p alone (which favours ending early)
+
+    def __post_init__(self) -> None:
+        _at_least("length", self.length, 1)
+        if self.length > MAX_LENGTH:
+            raise ConfigError(f"length must be at most {MAX_LENGTH:,} characters; got {self.length:,}")
+        _at_least("beam", self.beam, 1)
+        if self.beam > MAX_BEAM:
+            raise ConfigError(f"beam must be at most {MAX_BEAM:,} (the beam is one batch); got {self.beam:,}")
+        _at_least("num_return", self.num_return, 1)
+        if self.num_return > self.beam:
+            raise ConfigError(f"num_return ({self.num_return}) must be at most the beam width ({self.beam}): "
+                              f"a beam of {self.beam} holds that many hypotheses")
+        if self.stop is not None and not self.stop:
+            raise ConfigError("stop must be a non-empty string (or absent)")
+        if not (math.isfinite(self.length_penalty) and self.length_penalty >= 0):
+            raise ConfigError(f"length_penalty must be a number >= 0, got {self.length_penalty}")
+
+
 # ----------------------------------------------------------------------------- helpers
 
 def _cell_options(cfg: Any, spec: "registry.CellSpec") -> None:

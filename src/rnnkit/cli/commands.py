@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from ..config import (ClassifierConfig, ClassifierTrainConfig, DataConfig, ModelConfig, SampleConfig,
+from ..config import (BeamConfig, ClassifierConfig, ClassifierTrainConfig, DataConfig, ModelConfig, SampleConfig,
                       TextDataConfig, TrainConfig, from_dict)
 from ..settings import build, read_toml
 from .flags import sections
@@ -83,22 +83,36 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
+    from ..inference.beam import beam_search
     from ..inference.sampling import generate
     from ..runs import load
 
-    given = sections(args).get("sample", {})
-    if "prompt" in given and args.prompt_file is not None:
+    given = sections(args)
+    sample, beam = given.get("sample", {}), given.get("beam", {})
+    if "prompt" in sample and args.prompt_file is not None:
         raise ValueError("give --prompt or --prompt-file, not both")
     if args.prompt_file is not None:
         try:
-            given["prompt"] = Path(args.prompt_file).read_text(encoding="utf-8")
+            sample["prompt"] = Path(args.prompt_file).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as e:
             raise ValueError(f"--prompt-file {args.prompt_file}: cannot read it ({e.__class__.__name__})") from None
-    cfg = build(SampleConfig, given, source="sample settings")
+    if beam and "beam" not in beam:
+        raise ValueError(f"{', '.join('--' + k.replace('_', '-') for k in beam)} go with --beam N (beam search)")
+    sampling_only = sorted(set(sample) - {"prompt", "length"})
+    if beam and sampling_only:
+        raise ValueError(f"--beam searches instead of sampling; drop {', '.join('--' + k.replace('_', '-') for k in sampling_only)}")
+    cfg = build(BeamConfig, {k: v for k, v in sample.items()}, beam, source="beam settings") if beam else \
+        build(SampleConfig, sample, source="sample settings")
     lm = load(args.run, weights=args.weights, device=args.device)
     out = sys.stdout
-    head = "" if args.no_prompt or "prompt" not in given else cfg.prompt
-    if cfg.num_samples == 1:
+    head = "" if args.no_prompt or "prompt" not in sample else cfg.prompt
+    if beam:
+        found = beam_search(lm.model, lm.vocab, cfg, warn=_warn)
+        for i, h in enumerate(found, 1):
+            print(f"rnnkit: hypothesis {i}: log-probability {h.logprob:.4f} over {h.chars} characters, score "
+                  f"{h.score:.4f}{' (stopped)' if h.stopped else ''}", file=sys.stderr)
+        out.write(args.separator.join(head + h.text for h in found) + "\n")
+    elif cfg.num_samples == 1:
         out.write(head)
         out.flush()
         generate(lm.model, lm.vocab, cfg, on_chars=lambda cs: (out.write(cs[0]), out.flush()))

@@ -77,6 +77,19 @@ def cadence(text: str) -> dict[str, Any]:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+def escapes(text: str) -> str:
+    r"""``\n`` and ``\t`` typed on a command line are a line break and a tab; ``\\`` is a backslash."""
+    out, i = [], 0
+    while i < len(text):
+        if text[i] == "\\" and i + 1 < len(text) and text[i + 1] in "nt\\":
+            out.append({"n": "\n", "t": "\t", "\\": "\\"}[text[i + 1]])
+            i += 2
+        else:
+            out.append(text[i])
+            i += 1
+    return "".join(out)
+
+
 def cell_option(text: str) -> tuple[str, Any]:
     """``--cell-option NAME=VALUE``: the value read as a number or true/false where it is one."""
     name, sep, raw = text.partition("=")

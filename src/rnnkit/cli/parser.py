@@ -8,12 +8,12 @@ import argparse
 from .._version import __version__
 from ..config import (BACKENDS, BATCHINGS, DEVICES, ERRORS, OPTIMIZERS, POOLINGS, PRECISIONS, SCHEDULES,
                       TEXT_FORMATS, TRUNCATIONS, ClassifierConfig, ClassifierTrainConfig, DataConfig, ModelConfig,
-                      SampleConfig, TextDataConfig, TrainConfig)
+                      SampleConfig, TextDataConfig, TrainConfig, BeamConfig)
 from ..data.corpus import BUNDLED
 from ..nn import registry
 from ..training.classifier import DEFAULT_EPOCHS, DEFAULT_MIN_STEPS
 from ..training.lm import DEFAULT_TIME_BUDGET, LARGE_ALPHABET, default_lr
-from .flags import (add, cadence, cell_option, duration, nonneg_int, number, positive_int, shown, threads)
+from .flags import (add, cadence, cell_option, duration, escapes, nonneg_int, number, positive_int, shown, threads)
 
 S = argparse.SUPPRESS
 
@@ -159,6 +159,14 @@ def _sample(sub) -> None:
     add(s, P, SampleConfig, "--top-p", "nucleus sampling threshold in (0, 1]", type=number(0, 1, low_open=True))
     add(s, P, SampleConfig, "--num-samples", "samples generated together as one batch", type=positive_int)
     add(s, P, SampleConfig, "--seed", "seed for the sampling generator (same seed, same text)", type=int)
+    g = s.add_argument_group("beam search (instead of sampling)")
+    add(g, "beam", BeamConfig, "--beam", "search with this many hypotheses at once instead of sampling",
+        type=positive_int, default_text="off")
+    add(g, "beam", BeamConfig, "--num-return", "distinct hypotheses printed, best first", type=positive_int)
+    add(g, "beam", BeamConfig, "--stop", "a hypothesis ends where its text ends with this string (left out "
+        "of the output; \\n and \\t stand for a line break and a tab)", type=escapes)
+    add(g, "beam", BeamConfig, "--length-penalty", "alpha: finished hypotheses rank by log p / length^alpha",
+        type=number(0))
     s.add_argument("--weights", choices=("best", "last"), default="best")
     s.add_argument("--device", choices=DEVICES, default="cpu")
     s.add_argument("--no-prompt", action="store_true", help="print only the generated text, not the prompt")
