@@ -228,7 +228,7 @@ def test_ctrl_c_twice_stops_at_once_and_files_stay_whole(tmp_path, reference):
 
 @pytest.mark.slow
 def test_kill9_loop_through_entry_point(tmp_path):
-    ref, out, n = tmp_path / "ref", tmp_path / "run", 400
+    ref, out, n = tmp_path / "ref", tmp_path / "run", 3000      # more than ten short lives train on a fast CPU
     assert cli.main(["train", *TINY, "--steps", str(n), "--out", str(ref)]) == 0
     args, steps = [*TINY, "--steps", str(n), "--out", str(out)], []
     for i in range(10):

@@ -124,6 +124,14 @@ def cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from ..inference.export import export_run
+
+    task = export_run(args.run, args.out, weights=args.weights, overwrite=args.overwrite)
+    print(f"wrote {args.out}: the {'step model' if task == 'charlm' else 'classifier'} of {args.run} ({args.format})")
+    return 0
+
+
 def cmd_corpora(args: argparse.Namespace) -> int:
     from ..data.corpus import BUNDLED
     for name, what in BUNDLED.items():
@@ -186,6 +194,6 @@ def cmd_classify_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "eval": cmd_eval, "sample": cmd_sample, "corpora": cmd_corpora,
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "sample": cmd_sample, "export": cmd_export, "corpora": cmd_corpora,
             ("classify", "train"): cmd_classify_train, ("classify", "eval"): cmd_classify_eval,
             ("classify", "predict"): cmd_classify_predict}

@@ -35,6 +35,15 @@ def build_parser() -> argparse.ArgumentParser:
     _train(sub)
     _eval(sub)
     _sample(sub)
+    x = sub.add_parser("export", help="write a trained run as an ONNX model that runs without PyTorch",
+                       description="Export a run: a language model as a one-character step model with explicit "
+                                   "state, a classifier as (padded word ids, lengths) -> logits; vocabulary and "
+                                   "configuration in the model's metadata. Needs the onnx extra.")
+    x.add_argument("run", help="run directory")
+    x.add_argument("--format", choices=("onnx",), default="onnx", help="model format (default %(default)s)")
+    x.add_argument("--out", required=True, help="the model file to write, e.g. model.onnx")
+    x.add_argument("--weights", choices=("best", "last"), default="best")
+    x.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     sub.add_parser("corpora", help="list the bundled corpora")
     _classify(sub)
     return p

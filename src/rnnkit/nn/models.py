@@ -103,7 +103,8 @@ class SequenceClassifier(nn.Module):
         """The pooled text representation, (B, D·H) with D = 2 directions when bidirectional."""
         b, t = tokens.shape
         lengths_cpu = lengths.detach().to("cpu", torch.int64)
-        if b and (int(lengths_cpu.min()) < 1 or int(lengths_cpu.max()) > t):
+        if b and not torch.compiler.is_compiling() and (int(lengths_cpu.min()) < 1 or int(lengths_cpu.max()) > t):
+            # (checked in eager code only: a traced or exported graph cannot branch on the lengths' values)
             raise ValueError(f"lengths must be in [1, {t}] (the padded width); got {lengths_cpu.tolist()}")
         lengths = lengths_cpu.to(tokens.device)
         steps = torch.arange(t, device=tokens.device)[None]        # (1, T)

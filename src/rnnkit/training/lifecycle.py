@@ -109,7 +109,8 @@ def _run(job: Job, run_dir: Path, resumed: Optional[Resumed], *, quiet: bool, pa
         raise ValueError(f"the text of {prepared.source} differs from the text this run was trained on; "
                          f"resume with the same data, or start a new run with --out")
     trainer = Trainer(prepared.model, prepared.task, prepared.batches, prepared.cfg, run_dir, device,
-                      total_steps=prepared.total_steps, quiet=quiet, world=world)
+                      total_steps=prepared.total_steps, quiet=quiet, world=world,
+                      **({"log": log} if log else {}))       # evaluation lines go where the caller's lines go
     if resumed:
         _restore(trainer, resumed.state, run_dir, world)
         why = job.finished(trainer)

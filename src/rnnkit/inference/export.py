@@ -1,0 +1,160 @@
+"""ONNX export: a trained run as a model file that runs without PyTorch (onnxruntime and NumPy suffice).
+
+Language models export as a **step model**, ``(token, state...) -> (logits, next state...)``: one character
+in, the next character's logits and the new recurrent state out, for a batch of any size. It is written
+from the cells' own equations (``nn/cells.py``: ``project`` then ``recur``, layer by layer), the same for
+both backends: a fused run's weights are renamed to its scratch cells' (``runs.load(backend="scratch")``),
+so every cell in the registry exports the same way and none of the fused layers' exporter gaps applies.
+Inputs are ``token`` (B,) int64 and ``state_<part>`` for each named part of the cell's state, (L, B, ...);
+outputs ``logits`` (B, V) and ``next_<part>``. Classifiers export as ``(tokens, lengths) -> logits`` over a
+padded batch (B, T) of word ids with each text's length, B and T of any size.
+
+The model file carries what a user needs beside it, as ONNX metadata (``metadata_props``, JSON values):
+``rnnkit.task``, ``rnnkit.vocab``, ``rnnkit.model`` (the config), ``rnnkit.state`` (names and per-layer
+shapes of the state parts, batch left out), and for classifiers ``rnnkit.labels`` and ``rnnkit.data`` (how
+texts were truncated). ``examples/onnx_generate.py`` generates text from it with onnxruntime and NumPy.
+
+Needs the ``onnx`` extra (``pip install rnnkit[onnx]``: onnx, onnxscript, onnxruntime).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .. import checkpoint as ckpt
+from .._version import __version__
+from ..nn.models import CharLM
+from ..nn.state import join, layer, parts, stack_layers
+from ..runs import load, load_classifier
+
+
+class ExportError(ValueError):
+    """A run cannot be exported as asked; the message says why and what would work."""
+
+
+class StepModel(nn.Module):
+    """One character of a scratch-backend ``CharLM``: (token (B,), *state parts (L, B, ...)) ->
+    (logits (B, V), *next state parts)."""
+
+    def __init__(self, lm: CharLM):
+        super().__init__()
+        self.lm = lm
+
+    def forward(self, token: torch.Tensor, *state: torch.Tensor):
+        x = self.lm.inputs(token[:, None])[:, 0]                    # (B, E or V)
+        st = join(list(state))
+        finals = []
+        for k, cell in enumerate(self.lm.rnn.cells):
+            s = cell.recur(cell.project(x), layer(st, k))           # the cell's equations, one step
+            x = cell.output(s)                                      # (B, H)
+            finals.append(s)
+        return (self.lm.head(x), *parts(stack_layers(finals)))
+
+
+def export_run(run_dir: str | Path, out: str | Path, *, weights: str = "best", overwrite: bool = False) -> str:
+    """Write ``run_dir``'s model to ``out`` as ONNX; returns the task exported ("charlm" or "classifier")."""
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise ExportError(f"{out} exists; choose another --out or pass --overwrite to replace it")
+    if out.is_dir():
+        raise ExportError(f"{out} is a directory; give a file name such as model.onnx")
+    task = ckpt.read_run(run_dir)["task"]
+    onnx = _onnx()
+    if task == "charlm":
+        proto = _export_lm(run_dir, weights, onnx)
+    elif task == "classifier":
+        proto = _export_classifier(run_dir, weights, onnx)
+    else:
+        raise ExportError(f"{run_dir} is a {task} run; rnnkit exports language models and classifiers")
+    onnx.checker.check_model(proto)
+    data = proto.SerializeToString()
+    ckpt.atomic_write(out, lambda tmp: Path(tmp).write_bytes(data))
+    return task
+
+
+def _export_lm(run_dir, weights: str, onnx):
+    lm = load(run_dir, weights=weights, backend="scratch")
+    model = StepModel(lm.model).eval()
+    init = lm.model.init_state(2)                                   # a batch of 2: the batch stays dynamic
+    names = _state_names(lm.run["model"]["cell"], len(parts(init)))
+    batch = torch.export.Dim("batch")
+    args = (torch.zeros(2, dtype=torch.long), *parts(init))
+    shapes = ({0: batch}, tuple({1: batch} for _ in names))          # *state is one group of arguments
+    proto = _to_onnx(model, args, shapes, ["token", *(f"state_{n}" for n in names)],
+                     ["logits", *(f"next_{n}" for n in names)])
+    _metadata(onnx, proto, {
+        "rnnkit.task": "charlm", "rnnkit.vocab": lm.vocab.to_dict(), "rnnkit.model": lm.run["model"],
+        "rnnkit.state": [{"name": n, "shape": [t.shape[0], *t.shape[2:]]} for n, t in zip(names, parts(init))]})
+    return proto
+
+
+def _export_classifier(run_dir, weights: str, onnx):
+    clf = load_classifier(run_dir, weights=weights)
+    if clf.model.config.packed:
+        raise ExportError(f"{run_dir} runs packed sequences, which do not export; retrain without --packed "
+                          f"(the same weights give the same outputs unpacked)")
+    if clf.model.config.cell == "rnn":
+        raise ExportError("tanh-RNN classifiers do not export yet: torch's ONNX exporter fixes their text "
+                          "length; LSTM and GRU classifiers do")
+    batch, width = torch.export.Dim("batch"), torch.export.Dim("width", min=2)
+    args = (torch.ones(2, 5, dtype=torch.long), torch.tensor([5, 3]))
+    proto = _to_onnx(clf.model.eval(), args, ({0: batch, 1: width}, {0: batch}), ["tokens", "lengths"], ["logits"])
+    _metadata(onnx, proto, {"rnnkit.task": "classifier", "rnnkit.vocab": clf.vocab.to_dict(),
+                            "rnnkit.model": clf.run["model"], "rnnkit.labels": clf.labels,
+                            "rnnkit.data": dataclasses.asdict(clf.data)})
+    return proto
+
+
+def _state_names(cell: str, n: int) -> list[str]:
+    from ..nn import registry
+    names = list(registry.get(cell).state)
+    return names if len(names) == n else [f"s{i}" for i in range(n)]
+
+
+def _to_onnx(model: nn.Module, args: tuple, shapes: tuple, inputs: list[str], outputs: list[str]):
+    with _quiet(), torch.inference_mode(False), torch.no_grad():
+        program = torch.onnx.export(model, args, None, dynamo=True, dynamic_shapes=shapes, input_names=inputs,
+                                    output_names=outputs, optimize=True)
+    return program.model_proto
+
+
+def _metadata(onnx, proto, values: dict) -> None:
+    values = {**values, "rnnkit.version": __version__}
+    for key, value in values.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+@contextlib.contextmanager
+def _quiet():
+    """torch's exporter logs its own progress and deprecations of its internals; none of it is the user's."""
+    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with contextlib.redirect_stdout(None):
+                yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
+def _onnx():
+    try:
+        import onnx
+        import onnxscript  # noqa: F401  (torch's exporter needs it)
+    except ImportError:
+        raise ExportError("ONNX export needs the onnx extra: pip install 'rnnkit[onnx]' (onnx, onnxscript, "
+                          "onnxruntime)") from None
+    return onnx
