@@ -11,21 +11,29 @@ Contenders, on the same untrained 2x512 model (vocab 65, embedding 256, random w
              (2 threads); at batch 64 the same as reference. Its text is checked to be identical to the
              reference path's run on the kernels it mirrors (``torch.backends.mkldnn.flags(enabled=False)``)
   fast, not pipelined   generate(..., pipeline=False): the Stepper on one thread
+  onnxruntime  the model exported by rnnkit.inference.export (the step model), run by onnxruntime one
+             character at a time with NumPy sampling, as examples/onnx_generate.py does (batch 1 only)
 
-usage: python benchmarks/bench_generate.py [--rounds 3] [--seconds 1.0] [--no-write]
+Beam search (--beam-width, default 8): rnnkit.beam_search at that width against sampling as many streams
+as one batch (generate(num_samples=width)): the beam's bookkeeping against the forward steps they share.
+
+usage: python benchmarks/bench_generate.py [--rounds 3] [--seconds 1.0] [--beam-width 8] [--no-write]
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
+from pathlib import Path
 
 import torch
 from torch import nn
 
 from _common import alternate, table, timed, write_section
 
-from rnnkit.config import ModelConfig, SampleConfig
+from rnnkit.config import BeamConfig, ModelConfig, SampleConfig
+from rnnkit.inference.beam import beam_search
 from rnnkit.inference.sampling import generate
 from rnnkit.nn.models import CharLM
 from rnnkit.data.vocab import CharVocab
@@ -57,16 +65,44 @@ def naive_loop(model: NaiveLM, steps: int, batch: int, seed: int) -> None:
         x = torch.multinomial(torch.softmax(logits[:, -1], -1), 1, generator=gen)    # (B, 1)
 
 
+def onnx_loop(path: Path, steps: int, seed: int) -> None:
+    """examples/onnx_generate.py's loop: one session.run per character, NumPy sampling at temperature 1."""
+    import json
+
+    import numpy as np
+    import onnxruntime as ort
+    session = onnx_loop.sessions.get(path) or onnx_loop.sessions.setdefault(
+        path, ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]))
+    parts = json.loads(session.get_modelmeta().custom_metadata_map["rnnkit.state"])
+    names = [f"state_{p['name']}" for p in parts]
+    state = [np.zeros([p["shape"][0], 1, *p["shape"][1:]], dtype=np.float32) for p in parts]
+    rng, token = np.random.default_rng(seed), np.zeros(1, dtype=np.int64)
+    for _ in range(steps):
+        logits, *state = session.run(None, {"token": token, **dict(zip(names, state))})
+        z = logits[0].astype(np.float64)
+        p = np.exp(z - z.max())
+        token = np.array([rng.choice(len(p), p=p / p.sum())], dtype=np.int64)
+
+
+onnx_loop.sessions = {}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=3, help="alternating rounds; medians are reported")
     ap.add_argument("--seconds", type=float, default=1.0, help="rough duration of one timed run")
     ap.add_argument("--batches", default="1,64", help="comma-separated batch sizes")
     ap.add_argument("--cells", default="lstm,gru", help="comma-separated cells")
+    ap.add_argument("--beam-width", type=int, default=8, help="beam search against this many sampled streams")
     ap.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
     args = ap.parse_args()
+    try:
+        from rnnkit.inference.export import export_lm
+        onnx_dir = Path(tempfile.mkdtemp(prefix="rnnkit-bench-"))
+    except ImportError:
+        export_lm = None
 
-    rows = []
+    rows, beam_rows = [], []
     for cell in args.cells.split(","):
         torch.manual_seed(0)
         model = CharLM(ModelConfig(vocab_size=len(VOCAB), cell=cell, embed_size=EMBED, hidden_size=HIDDEN,
@@ -93,6 +129,10 @@ def main() -> None:
             }
             if batch > 1:
                 del runs["fast, not pipelined"]                    # the fast path is for batch 1 only
+            elif export_lm is not None:
+                path = onnx_dir / f"{cell}.onnx"
+                export_lm(model, VOCAB, path)
+                runs["onnxruntime"] = lambda s: onnx_loop(path, s, 1)
             steps = {name: steps_for(run) for name, run in runs.items()}
             rates = alternate({name: (lambda name=name, run=run: batch * steps[name] / timed(lambda: run(steps[name])))
                                for name, run in runs.items()}, args.rounds)
@@ -101,7 +141,22 @@ def main() -> None:
                              ("yes" if same else "NO") if name == "fast" else ""])
                 print(rows[-1], file=sys.stderr)
 
+        # Beam search against sampling the same number of streams as one batch.
+        k = args.beam_width
+        beam_runs = {f"sample {k} streams": lambda s: generate(model, VOCAB, SampleConfig(length=s, num_samples=k, seed=1)),
+                     f"beam search, width {k}": lambda s: beam_search(model, VOCAB, BeamConfig(length=s, beam=k))}
+        beam_steps = {name: max(20, int(20 * args.seconds / max(timed(lambda run=run: run(20)), 1e-6)))
+                      for name, run in beam_runs.items()}
+        beam_rates = alternate({name: (lambda name=name, run=run: beam_steps[name] / timed(lambda: run(beam_steps[name])))
+                                for name, run in beam_runs.items()}, args.rounds)
+        base = beam_rates[f"sample {k} streams"]
+        for name, rate in beam_rates.items():
+            beam_rows.append([f"2x{HIDDEN} {cell}", name, rate, f"{rate / base:.2f}x"])
+            print(beam_rows[-1], file=sys.stderr)
+
     text = table(["model", "batch", "path", "chars/s", "vs naive", "same text as reference"], rows)
+    text += "\n\nBeam search against sampling as many streams in one batch (steps per second: one character of " \
+            "every stream or hypothesis per step):\n\n" + table(["model", "path", "steps/s", "vs sampling"], beam_rows)
     print(text)
     if not args.no_write:
         body = (f"Generation with untrained 2x{HIDDEN} models (embedding {EMBED}, vocab {len(VOCAB)}), temperature 1, "
@@ -111,7 +166,9 @@ def main() -> None:
                 f"torch's defaults; *fast*: `generate(...)` (default; at batch 1 ATen's kernels called directly, "
                 f"pipelined over 2 threads); *fast, not pipelined*: `generate(..., pipeline=False)`. At batch 64 "
                 f"rnnkit runs `model(x, state)` with torch's defaults on both paths. *Same text*: the fast path's "
-                f"sample equals the reference path's on the kernels it mirrors (oneDNN off at batch 1), same seed."
+                f"sample equals the reference path's on the kernels it mirrors (oneDNN off at batch 1), same seed. "
+                f"*onnxruntime*: the exported step model (`rnnkit export`), one `session.run` per character with "
+                f"NumPy sampling, as `examples/onnx_generate.py` runs it."
                 f"\n\n"
                 + text)
         write_section("bench_generate", "Generation speed (chars/s)", body)

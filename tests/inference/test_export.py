@@ -72,6 +72,27 @@ def test_the_step_model_runs_in_onnxruntime_as_in_torch(cell, backend, tmp_path,
     _check_against_torch(run, path)
 
 
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_the_sequence_model_scores_as_torch_does(cell, tmp_path, tiny_corpus):
+    run = _train(tmp_path, tiny_corpus, cell=cell)
+    export_run(run, tmp_path / "s.onnx", kind="sequence")
+    lm = load(run)
+    session = ort.InferenceSession(str(tmp_path / "s.onnx"))
+    names = [i.name for i in session.get_inputs()][1:]
+    for batch, length in ((1, 7), (4, 33)):
+        tokens = torch.randint(0, len(lm.vocab), (batch, length))
+        state = lm.model.init_state(batch)
+        ours = [t.numpy() for t in parts(state)]
+        for chunk in tokens.split(length // 3 + 1, dim=1):                  # state fed back over chunks
+            with torch.no_grad():
+                logits, state = lm.model(chunk, state)
+            got, *ours = session.run(None, {"tokens": chunk.numpy(), **dict(zip(names, ours))})
+            np.testing.assert_allclose(got, logits.numpy(), atol=1e-5, rtol=1e-5)
+    scratch = _train(tmp_path / "x", tiny_corpus, cell="gru", backend="scratch")
+    with pytest.raises(ValueError, match="a sequence model exports for fused LSTM and GRU runs"):
+        export_run(scratch, tmp_path / "x.onnx", kind="sequence")
+
+
 class Triple(Cell):
     """A cell of three state parts (h, c, and a (B, 2, H) window), as registry cells may have."""
     gates = 2

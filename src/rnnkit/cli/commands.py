@@ -127,8 +127,9 @@ def cmd_sample(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from ..inference.export import export_run
 
-    task = export_run(args.run, args.out, weights=args.weights, overwrite=args.overwrite)
-    print(f"wrote {args.out}: the {'step model' if task == 'charlm' else 'classifier'} of {args.run} ({args.format})")
+    task = export_run(args.run, args.out, weights=args.weights, overwrite=args.overwrite, kind=args.kind)
+    what = f"{args.kind} model" if task == "charlm" else "classifier"
+    print(f"wrote {args.out}: the {what} of {args.run} ({args.format})")
     return 0
 
 

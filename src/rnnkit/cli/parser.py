@@ -42,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("run", help="run directory")
     x.add_argument("--format", choices=("onnx",), default="onnx", help="model format (default %(default)s)")
     x.add_argument("--out", required=True, help="the model file to write, e.g. model.onnx")
+    x.add_argument("--kind", choices=("step", "sequence"), default="step",
+                   help="language models: step (one character, explicit state; for generation) or sequence (a "
+                        "whole batch of texts at once, for scoring; fused LSTM and GRU) (default %(default)s)")
     x.add_argument("--weights", choices=("best", "last"), default="best")
     x.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     sub.add_parser("corpora", help="list the bundled corpora")

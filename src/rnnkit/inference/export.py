@@ -31,13 +31,27 @@ from torch import nn
 
 from .. import checkpoint as ckpt
 from .._version import __version__
+from ..nn import registry
 from ..nn.models import CharLM
+from ..nn.recurrent import fused_to_scratch_keys
 from ..nn.state import join, layer, parts, stack_layers
 from ..runs import load, load_classifier
 
 
 class ExportError(ValueError):
     """A run cannot be exported as asked; the message says why and what would work."""
+
+
+class SequenceModel(nn.Module):
+    """A fused ``CharLM`` over a whole sequence: (tokens (B, T), *state parts) -> (logits (B, T, V), *state)."""
+
+    def __init__(self, lm: CharLM):
+        super().__init__()
+        self.lm = lm
+
+    def forward(self, tokens: torch.Tensor, *state: torch.Tensor):
+        logits, new = self.lm(tokens, join(list(state)))
+        return (logits, *parts(new))
 
 
 class StepModel(nn.Module):
@@ -59,8 +73,15 @@ class StepModel(nn.Module):
         return (self.lm.head(x), *parts(stack_layers(finals)))
 
 
-def export_run(run_dir: str | Path, out: str | Path, *, weights: str = "best", overwrite: bool = False) -> str:
-    """Write ``run_dir``'s model to ``out`` as ONNX; returns the task exported ("charlm" or "classifier")."""
+KINDS = ("step", "sequence")
+
+
+def export_run(run_dir: str | Path, out: str | Path, *, weights: str = "best", overwrite: bool = False,
+               kind: str = "step") -> str:
+    """Write ``run_dir``'s model to ``out`` as ONNX; returns the task exported ("charlm" or "classifier").
+
+    ``kind`` (language models): ``step``, one character at a time, or ``sequence``, a whole (B, T) batch at
+    once, for scoring (fused LSTM and GRU models: the exporter keeps their time dimension dynamic)."""
     out = Path(out)
     if out.exists() and not overwrite:
         raise ExportError(f"{out} exists; choose another --out or pass --overwrite to replace it")
@@ -68,7 +89,11 @@ def export_run(run_dir: str | Path, out: str | Path, *, weights: str = "best", o
         raise ExportError(f"{out} is a directory; give a file name such as model.onnx")
     task = ckpt.read_run(run_dir)["task"]
     onnx = _onnx()
-    if task == "charlm":
+    if kind not in KINDS:
+        raise ExportError(f"kind must be one of {', '.join(KINDS)}; got {kind!r}")
+    if task == "charlm" and kind == "sequence":
+        proto = _export_sequence(run_dir, weights, onnx)
+    elif task == "charlm":
         proto = _export_lm(run_dir, weights, onnx)
     elif task == "classifier":
         proto = _export_classifier(run_dir, weights, onnx)
@@ -82,16 +107,53 @@ def export_run(run_dir: str | Path, out: str | Path, *, weights: str = "best", o
 
 def _export_lm(run_dir, weights: str, onnx):
     lm = load(run_dir, weights=weights, backend="scratch")
-    model = StepModel(lm.model).eval()
-    init = lm.model.init_state(2)                                   # a batch of 2: the batch stays dynamic
-    names = _state_names(lm.run["model"]["cell"], len(parts(init)))
+    return lm_proto(lm.model, lm.vocab, onnx)
+
+
+def _export_sequence(run_dir, weights: str, onnx):
+    lm = load(run_dir, weights=weights)
+    cfg = lm.model.config
+    if cfg.backend == "scratch" or cfg.cell not in ("lstm", "gru"):
+        raise ExportError(f"a sequence model exports for fused LSTM and GRU runs (the exporter fixes the length "
+                          f"of the others); {run_dir} is a {cfg.backend} {cfg.cell}: export its step model instead")
+    init = lm.model.init_state(2)
+    names = _state_names(cfg.cell, len(parts(init)))
+    batch, time_ = torch.export.Dim("batch"), torch.export.Dim("time", min=2)
+    args = (torch.zeros(2, 5, dtype=torch.long), *parts(init))
+    shapes = ({0: batch, 1: time_}, tuple({1: batch} for _ in names))
+    proto = _to_onnx(SequenceModel(lm.model).eval(), args, shapes, ["tokens", *(f"state_{n}" for n in names)],
+                     ["logits", *(f"next_{n}" for n in names)])
+    _metadata(onnx, proto, {
+        "rnnkit.task": "charlm-sequence", "rnnkit.vocab": lm.vocab.to_dict(), "rnnkit.model": lm.run["model"],
+        "rnnkit.state": [{"name": n, "shape": [t.shape[0], *t.shape[2:]]} for n, t in zip(names, parts(init))]})
+    return proto
+
+
+def export_lm(model: CharLM, vocab, out: str | Path) -> None:
+    """Write a ``CharLM`` (either backend) and its vocabulary to ``out`` as an ONNX step model."""
+    onnx = _onnx()
+    if model.config.backend != "scratch" and registry.get(model.config.cell).fused is not None:
+        scratch = CharLM(dataclasses.replace(model.config, backend="scratch"))
+        scratch.load_state_dict(fused_to_scratch_keys(model.state_dict()))
+        model = scratch
+    proto = lm_proto(model.cpu().float().eval(), vocab, onnx)
+    onnx.checker.check_model(proto)
+    data = proto.SerializeToString()
+    ckpt.atomic_write(out, lambda tmp: Path(tmp).write_bytes(data))
+
+
+def lm_proto(model: CharLM, vocab, onnx):
+    """The ONNX step model of a scratch-backend ``CharLM``, metadata included."""
+    step = StepModel(model).eval()
+    init = model.init_state(2)                                      # a batch of 2: the batch stays dynamic
+    names = _state_names(model.config.cell, len(parts(init)))
     batch = torch.export.Dim("batch")
     args = (torch.zeros(2, dtype=torch.long), *parts(init))
     shapes = ({0: batch}, tuple({1: batch} for _ in names))          # *state is one group of arguments
-    proto = _to_onnx(model, args, shapes, ["token", *(f"state_{n}" for n in names)],
+    proto = _to_onnx(step, args, shapes, ["token", *(f"state_{n}" for n in names)],
                      ["logits", *(f"next_{n}" for n in names)])
     _metadata(onnx, proto, {
-        "rnnkit.task": "charlm", "rnnkit.vocab": lm.vocab.to_dict(), "rnnkit.model": lm.run["model"],
+        "rnnkit.task": "charlm", "rnnkit.vocab": vocab.to_dict(), "rnnkit.model": dataclasses.asdict(model.config),
         "rnnkit.state": [{"name": n, "shape": [t.shape[0], *t.shape[2:]]} for n, t in zip(names, parts(init))]})
     return proto
 
@@ -114,7 +176,6 @@ def _export_classifier(run_dir, weights: str, onnx):
 
 
 def _state_names(cell: str, n: int) -> list[str]:
-    from ..nn import registry
     names = list(registry.get(cell).state)
     return names if len(names) == n else [f"s{i}" for i in range(n)]
 
