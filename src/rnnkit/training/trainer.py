@@ -231,6 +231,7 @@ class Trainer:
         epoch = getattr(self.batches, "steps_per_epoch", None) if self.cfg.eval_every_s else None
         self.cadence = Cadence(self.cfg.eval_every, self.cfg.eval_every_s, epoch or math.inf)
         self._stop_signal: Optional[int] = None
+        self._saved_step: Optional[int] = None          # the step of the checkpoint last written by this Trainer
 
     # ------------------------------------------------------------------ state
 
@@ -269,6 +270,7 @@ class Trainer:
             # resumed run redoes these steps and rewrites the weights (and best) exactly as they are now.
             ckpt.save_state(self.run_dir / ckpt.STATE, self.state_dict())
         self.world.barrier()
+        self._saved_step = self.progress.step
 
     # ------------------------------------------------------------------ budget and schedule
 
@@ -386,6 +388,8 @@ class Trainer:
 
     def _save_open_window(self, window: _Window) -> None:
         self._check_finite(window)              # never save weights a bad step has broken
+        if self._saved_step == self.progress.step:
+            return                              # an evaluation at this very step has just saved all of it
         window.sync()
         self.save()
 
