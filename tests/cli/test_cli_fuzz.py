@@ -156,6 +156,10 @@ SAMPLE_FLAGS = {
     "--weights": maybe_junk(st.sampled_from(["best", "last"])),
     "--device": maybe_junk(st.sampled_from(["cpu", "auto", "cuda"])),
     "--separator": WORDS,
+    "--beam": maybe_junk(small_int(1, 6)),
+    "--num-return": maybe_junk(small_int(1, 6)),
+    "--stop": WORDS,
+    "--length-penalty": maybe_junk(number(0, 2)),
 }
 
 
