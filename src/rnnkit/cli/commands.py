@@ -101,7 +101,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     sampling_only = sorted(set(sample) - {"prompt", "length"})
     if beam and sampling_only:
         raise ValueError(f"--beam searches instead of sampling; drop {', '.join('--' + k.replace('_', '-') for k in sampling_only)}")
-    cfg = build(BeamConfig, {k: v for k, v in sample.items()}, beam, source="beam settings") if beam else \
+    cfg = build(BeamConfig, sample, beam, source="beam settings") if beam else \
         build(SampleConfig, sample, source="sample settings")
     lm = load(args.run, weights=args.weights, device=args.device)
     out = sys.stdout

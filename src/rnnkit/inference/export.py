@@ -99,9 +99,7 @@ def export_run(run_dir: str | Path, out: str | Path, *, weights: str = "best", o
         proto = _export_classifier(run_dir, weights, onnx)
     else:
         raise ExportError(f"{run_dir} is a {task} run; rnnkit exports language models and classifiers")
-    onnx.checker.check_model(proto)
-    data = proto.SerializeToString()
-    ckpt.atomic_write(out, lambda tmp: Path(tmp).write_bytes(data))
+    _write(onnx, proto, out)
     return task
 
 
@@ -125,7 +123,7 @@ def _export_sequence(run_dir, weights: str, onnx):
                      ["logits", *(f"next_{n}" for n in names)])
     _metadata(onnx, proto, {
         "rnnkit.task": "charlm-sequence", "rnnkit.vocab": lm.vocab.to_dict(), "rnnkit.model": lm.run["model"],
-        "rnnkit.state": [{"name": n, "shape": [t.shape[0], *t.shape[2:]]} for n, t in zip(names, parts(init))]})
+        "rnnkit.state": _state_layout(names, init)})
     return proto
 
 
@@ -137,9 +135,7 @@ def export_lm(model: CharLM, vocab, out: str | Path) -> None:
         scratch.load_state_dict(fused_to_scratch_keys(model.state_dict()))
         model = scratch
     proto = lm_proto(model.cpu().float().eval(), vocab, onnx)
-    onnx.checker.check_model(proto)
-    data = proto.SerializeToString()
-    ckpt.atomic_write(out, lambda tmp: Path(tmp).write_bytes(data))
+    _write(onnx, proto, out)
 
 
 def lm_proto(model: CharLM, vocab, onnx):
@@ -154,7 +150,7 @@ def lm_proto(model: CharLM, vocab, onnx):
                      ["logits", *(f"next_{n}" for n in names)])
     _metadata(onnx, proto, {
         "rnnkit.task": "charlm", "rnnkit.vocab": vocab.to_dict(), "rnnkit.model": dataclasses.asdict(model.config),
-        "rnnkit.state": [{"name": n, "shape": [t.shape[0], *t.shape[2:]]} for n, t in zip(names, parts(init))]})
+        "rnnkit.state": _state_layout(names, init)})
     return proto
 
 
@@ -173,6 +169,17 @@ def _export_classifier(run_dir, weights: str, onnx):
                             "rnnkit.model": clf.run["model"], "rnnkit.labels": clf.labels,
                             "rnnkit.data": dataclasses.asdict(clf.data)})
     return proto
+
+
+def _write(onnx, proto, out) -> None:
+    onnx.checker.check_model(proto)
+    data = proto.SerializeToString()
+    ckpt.atomic_write(out, lambda tmp: Path(tmp).write_bytes(data))
+
+
+def _state_layout(names: list[str], init) -> list[dict]:
+    """Each state part's name and shape without the batch dimension: (L, ...) of an (L, B, ...) tensor."""
+    return [{"name": n, "shape": [t.shape[0], *t.shape[2:]]} for n, t in zip(names, parts(init))]
 
 
 def _state_names(cell: str, n: int) -> list[str]:
