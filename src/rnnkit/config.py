@@ -108,6 +108,8 @@ class TrainConfig:
     precision: str = "fp32"             # fp32 | bf16 (autocast)
     threads: Optional[int] = None       # CPU threads for torch; None keeps torch's default
     compile: bool = False               # torch.compile the training step (pays off for the scratch backend)
+    recipe_probe: bool = True           # a recipe times a few training steps of each candidate model here;
+                                        # False: it uses its cost model (same choice on every machine)
 
     def __post_init__(self) -> None:
         _choice("batching", self.batching, BATCHINGS)

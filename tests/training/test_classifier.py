@@ -288,7 +288,7 @@ def test_cli_end_to_end_on_a_tiny_csv(tmp_path, capsys, monkeypatch):
     run = tmp_path / "runs" / "csv"
     flags = ["--text-column", "review", "--label-column", "sentiment"]
     assert main(["classify", "train", str(data), *flags, "--out", str(run), "--cell", "gru", "--bidirectional",
-                 "--embed-size", "16", "--hidden-size", "16", "--dropout", "0", "--min-freq", "1",
+                 "--embed-size", "16", "--hidden-size", "16", "--dropout", "0", "--min-freq", "1", "--pooling", "max",
                  "--batch-size", "16", "--lr", "0.02", "--epochs", "8", "--warmup-steps", "0", "--seed", "1",
                  "--quiet", "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)

@@ -165,5 +165,8 @@ def test_default_learning_rate_is_lower_for_a_large_alphabet(tmp_path, alphabet,
     run = json.loads((tmp_path / "run" / "run.json").read_text())
     assert run["model"]["vocab_size"] == alphabet and run["train"]["lr"] == expected
     line = next(m for m in said if m.startswith("training:"))
-    assert f"lr {expected:g}" in line and ("default for alphabets" in line) == (alphabet == 1200 and given is None)
+    assert f"lr {expected:g}" in line
+    recipe = next((m for m in said if m.startswith("recipe:")), "")
+    assert ("alphabet of over 1,000 symbols" in recipe) == (alphabet == 1200 and given is None)
+    assert (run.get("recipe", {}).get("chosen", {}).get("lr") == expected) == (given is None)
     assert ckpt.read_metrics(tmp_path / "run")[-1]["lr"] == pytest.approx(expected / 3)   # warm-up step 1 of 3

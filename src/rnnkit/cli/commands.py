@@ -17,9 +17,11 @@ def _warn(msg: str) -> None:
     print(f"rnnkit: warning: {msg}", file=sys.stderr)
 
 
-def _train_or_resume(args: argparse.Namespace, resume, train, data_cls: type, model_cls: type, train_cls: type):
+def _train_or_resume(args: argparse.Namespace, resume, train, data_cls: type, model_cls: type, train_cls: type,
+                     auto: tuple[str, ...]):
     """A training command: ``--resume RUN`` with only budget flags, or a new run from the defaults, a
-    ``--config`` file and the flags. Returns the library's summary."""
+    ``--config`` file and the flags; the fields of ``auto`` that neither sets are left to the recipe.
+    Returns the library's summary."""
     given = sections(args)
     toml = read_toml(args.config) if hasattr(args, "config") else {}
     if hasattr(args, "resume"):
@@ -41,13 +43,16 @@ def _train_or_resume(args: argparse.Namespace, resume, train, data_cls: type, mo
     name = getattr(data, "corpus", None) or (Path(data.path).stem if data_cls is DataConfig
                                              else Path(data.path.rstrip("/")).name.split(".")[0] or "classifier")
     out = getattr(args, "out", None) or toml.get("out") or f"runs/{name}"
-    return train(data, model, cfg, out, overwrite=args.overwrite, quiet=args.quiet)
+    set_by_user = {k for s in ("data", "model", "train") for k in (*given.get(s, {}), *toml.get(s, {}))}
+    return train(data, model, cfg, out, auto=tuple(f for f in auto if f not in set_by_user),
+                 overwrite=args.overwrite, quiet=args.quiet)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from ..training.lm import resume, train
+    from ..training.recipes import LM_FIELDS
 
-    summary = _train_or_resume(args, resume, train, DataConfig, ModelConfig, TrainConfig)
+    summary = _train_or_resume(args, resume, train, DataConfig, ModelConfig, TrainConfig, LM_FIELDS)
     if args.json:
         print(json.dumps(summary))
         return 0
@@ -142,8 +147,10 @@ def cmd_corpora(args: argparse.Namespace) -> int:
 
 def cmd_classify_train(args: argparse.Namespace) -> int:
     from ..training.classifier import resume, train
+    from ..training.recipes import CLASSIFIER_FIELDS
 
-    summary = _train_or_resume(args, resume, train, TextDataConfig, ClassifierConfig, ClassifierTrainConfig)
+    summary = _train_or_resume(args, resume, train, TextDataConfig, ClassifierConfig, ClassifierTrainConfig,
+                               CLASSIFIER_FIELDS)
     if args.json:
         print(json.dumps(summary))
     elif summary.get("paused"):

@@ -64,8 +64,8 @@ def _training_flags(g, cls: type, *, lm: bool) -> None:
     if lm:
         add(g, T, cls, "--seq-len", "characters per sequence (BPTT length)", type=positive_int)
     add(g, T, cls, "--optimizer", "update rule", choices=OPTIMIZERS)
-    lr_default = (f"{default_lr(1):g}; {default_lr(LARGE_ALPHABET + 1):g} for alphabets of over "
-                  f"{LARGE_ALPHABET:,} symbols") if lm else None
+    lr_default = (f"the recipe's: {default_lr(1):g} up to 256 wide, {default_lr(1, 384):g} wider, "
+                  f"{default_lr(LARGE_ALPHABET + 1):g} for alphabets of over {LARGE_ALPHABET:,} symbols") if lm else None
     add(g, T, cls, "--lr", "peak learning rate", type=number(0, low_open=True), default_text=lr_default)
     add(g, T, cls, "--weight-decay", "L2 (sgd, adam) or decoupled (adamw)", type=number(0))
     add(g, T, cls, "--momentum", "SGD momentum", type=number(0))
@@ -93,6 +93,9 @@ def _training_flags(g, cls: type, *, lm: bool) -> None:
     add(g, T, cls, "--precision", "bf16 = autocast to bfloat16", choices=PRECISIONS)
     add(g, T, cls, "--threads", "CPU threads for PyTorch", type=threads)
     if lm:
+        g.add_argument("--no-probe", dest="train.recipe_probe", action="store_false", default=S,
+                       help="choose the recipe from rnnkit's cost model instead of timing a few training steps "
+                            "of each candidate width on this machine (the same choice everywhere)")
         add(g, T, cls, "--compile", "compile the training step with torch.compile: 1-4 minutes of compiling on "
             "2 cores (counted in the time budget; needs a C++ compiler on the CPU), then batched scratch cells run "
             "up to 1.5x faster; no gain for fused layers, nor for a scratch LSTM at small CPU batches")
@@ -131,9 +134,11 @@ def _train(sub) -> None:
     g = t.add_argument_group("model")
     add(g, M, ModelConfig, "--cell", registry.describe(), choices=registry.names())
     add(g, M, ModelConfig, "--embed-size", "embedding width; 0 = one-hot input", type=nonneg_int)
-    add(g, M, ModelConfig, "--hidden-size", "state width per layer", type=positive_int)
+    add(g, M, ModelConfig, "--hidden-size", "state width per layer", type=positive_int,
+        default_text="the recipe's: the widest of 256-1024 that takes 1,500 steps in the time budget")
     add(g, M, ModelConfig, "--layers", "number of stacked layers", field="num_layers", type=positive_int)
-    add(g, M, ModelConfig, "--dropout", "dropout probability", type=number(0, 1, high_open=True))
+    add(g, M, ModelConfig, "--dropout", "dropout probability", type=number(0, 1, high_open=True),
+        default_text="the recipe's: 0 to 0.4 as the budget allows more passes over the text")
     add(g, M, ModelConfig, "--backend", "fused torch.nn layers or rnnkit's scratch cells", choices=BACKENDS)
     add(g, M, ModelConfig, "--init-std", "initialise every weight from N(0, std^2) and every bias at 0, as d2l's "
         "from-scratch models (seed 001: 0.01); default: torch.nn's initialisation", type=number(0, low_open=True))

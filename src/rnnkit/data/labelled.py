@@ -16,7 +16,7 @@ import tarfile
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import torch
 
@@ -205,8 +205,10 @@ def label_indices(labels: Sequence[str], label_set: Sequence[str], source: str) 
 
 
 def prepare_data(cfg: TextDataConfig, seed: int, *, vocab: Optional[WordVocab] = None,
-                 labels: Optional[list[str]] = None) -> ClassifyData:
-    """Read, split (seeded), build the vocabulary from the training part only, encode and truncate."""
+                 labels: Optional[list[str]] = None,
+                 min_freq_for: Optional[Callable[[int], int]] = None) -> ClassifyData:
+    """Read, split (seeded), build the vocabulary from the training part only, encode and truncate.
+    ``min_freq_for(number of training texts)``, when given, replaces ``cfg.min_freq``."""
     if cfg.path is None:
         raise CorpusError("give labelled data to train on: an aclImdb directory or .tar.gz, a CSV/TSV or a JSONL file")
     ex = _read(cfg, cfg.path, cfg.split)
@@ -235,7 +237,8 @@ def prepare_data(cfg: TextDataConfig, seed: int, *, vocab: Optional[WordVocab] =
         counts: Counter = Counter()
         for tokens in train_tokens:
             counts.update(tokens)
-        vocab = WordVocab.from_counts(counts, min_freq=cfg.min_freq, max_vocab=cfg.max_vocab)
+        min_freq = min_freq_for(len(train_tokens)) if min_freq_for else cfg.min_freq
+        vocab = WordVocab.from_counts(counts, min_freq=min_freq, max_vocab=cfg.max_vocab)
     return ClassifyData(vocab, labels, encode_texts(vocab, train_tokens, cfg), y_train,
                         encode_texts(vocab, (tokenize(t) for t in val.texts), cfg), y_val,
                         ex.source, fingerprint(ex))

@@ -8,7 +8,7 @@ import dataclasses
 from dataclasses import dataclass
 import time
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Iterable, Optional
 
 import torch
 import torch.nn.functional as F
@@ -20,12 +20,15 @@ from ..data.padded import BucketBatches, PaddedBatch
 from ..data.words import WordVocab
 from ..evaluate import score
 from ..nn.models import SequenceClassifier
-from . import lifecycle
+from . import lifecycle, recipes
 from .trainer import Trainer
 
-# With no budget given: DEFAULT_EPOCHS, but at least DEFAULT_MIN_STEPS steps (a small data set needs more
-# passes; the best validation weights are kept, so extra epochs cost time, not accuracy).
+# With no budget given and no recipe for the epochs: DEFAULT_EPOCHS, but at least DEFAULT_MIN_STEPS steps (a
+# small data set needs more passes; the best validation weights are kept, so extra epochs cost time, not
+# accuracy). The recipe (recipes.choose_classifier) chooses the epochs from the data instead, with patience,
+# and caps them at DEFAULT_TIME_BUDGET seconds of training.
 DEFAULT_EPOCHS, DEFAULT_MIN_STEPS = 3, 200
+DEFAULT_TIME_BUDGET = 900.0
 RESUMABLE_FIELDS = ("steps", "epochs", "time_budget", "device", "threads")
 
 
@@ -66,16 +69,27 @@ class ClassifierJob:
     data: TextDataConfig
     model: ClassifierConfig
     train: TrainConfig
+    auto: tuple[str, ...] = ()            # fields the recipe chooses (recipes.CLASSIFIER_FIELDS)
 
     def prepare(self, resumed: Optional[lifecycle.Resumed], device: torch.device,
                 run_dir: Path) -> lifecycle.Prepared:
-        cfg = self.train
+        cfg, data_cfg, model_cfg = self.train, self.data, self.model
+        auto = () if resumed else tuple(self.auto)      # a resumed run keeps the recipe it started with
         t_read = time.perf_counter()
-        data: ClassifyData = prepare_data(self.data, cfg.seed,
+        data: ClassifyData = prepare_data(data_cfg, cfg.seed,
                                           vocab=WordVocab.from_dict(resumed.run["vocab"]) if resumed else None,
-                                          labels=resumed.run["labels"] if resumed else None)
+                                          labels=resumed.run["labels"] if resumed else None,
+                                          min_freq_for=recipes.min_freq_for if "min_freq" in auto else None)
         t_read = time.perf_counter() - t_read
-        model_cfg = dataclasses.replace(self.model, vocab_size=len(data.vocab), num_classes=len(data.labels))
+        recipe = None
+        if auto:
+            has_budget = cfg.steps is not None or cfg.epochs is not None or cfg.time_budget is not None
+            model_cfg, data_cfg, cfg, recipe = recipes.choose_classifier(
+                model_cfg, data_cfg, cfg, auto, train_texts=len(data.train_seqs), has_budget=has_budget,
+                mean_words=sum(len(s) for s in data.train_seqs) / max(1, len(data.train_seqs)))
+            if not has_budget and cfg.epochs is not None and cfg.time_budget is None:
+                cfg = dataclasses.replace(cfg, time_budget=DEFAULT_TIME_BUDGET)
+        model_cfg = dataclasses.replace(model_cfg, vocab_size=len(data.vocab), num_classes=len(data.labels))
         torch.manual_seed(cfg.seed)
         model = SequenceClassifier(model_cfg).to(device)
         batches = BucketBatches(data.train_seqs, data.train_labels, cfg.batch_size, bucket=self.data.bucket,
@@ -93,7 +107,8 @@ class ClassifierJob:
         patience = _patience(cfg)
         m = model_cfg
         tokens = sum(len(s) for s in data.train_seqs)
-        lines = [
+        lines = [recipe.line()] if recipe is not None else []
+        lines += [
             f"{data.source}: {len(data.train_seqs):,} training / {len(data.val_seqs):,} validation texts, labels "
             f"{', '.join(data.labels)}; vocabulary {len(data.vocab):,} words; {tokens / len(data.train_seqs):.0f} "
             f"words per text after truncation (read in {t_read:.1f}s)",
@@ -105,8 +120,10 @@ class ClassifierJob:
             f"{f', patience {patience} epochs' if patience else ''}; run directory {run_dir}"]
         return lifecycle.Prepared(
             model, ClassifyTask(data.val_seqs, data.val_labels, device, cfg.precision), batches, cfg, total,
-            {"model": to_dict(model_cfg), "data": to_dict(self.data), "patience": patience, "labels": data.labels,
-             "vocab": data.vocab.to_dict(), "examples": {"train": len(data.train_seqs), "val": len(data.val_seqs)}},
+            {"model": to_dict(model_cfg), "data": to_dict(data_cfg), "patience": patience, "labels": data.labels,
+             "vocab": data.vocab.to_dict(), "examples": {"train": len(data.train_seqs), "val": len(data.val_seqs)},
+             **({"recipe": recipe.to_dict()} if recipe is not None else
+                {"recipe": resumed.run["recipe"]} if resumed and "recipe" in resumed.run else {})},
             data.fingerprint, data.source, lines, data)
 
     def fit(self, trainer: Trainer, pause_at: Optional[int], say) -> bool:
@@ -148,9 +165,9 @@ def _stalled(trainer: Trainer) -> bool:
     return bool(patience) and p.best_step >= 0 and p.step - p.best_step >= patience * trainer.batches.steps_per_epoch
 
 
-def train(data: TextDataConfig, model: ClassifierConfig, train: TrainConfig, out: str | Path, *,
-          patience: Optional[int] = None, overwrite: bool = False, quiet: bool = False,
-          pause_at: Optional[int] = None, log: Callable[[str], None] | None = None) -> dict:
+def train(data: TextDataConfig, model: Optional[ClassifierConfig], train: Optional[TrainConfig], out: str | Path, *,
+          patience: Optional[int] = None, auto: Optional[Iterable[str]] = None, overwrite: bool = False,
+          quiet: bool = False, pause_at: Optional[int] = None, log: Callable[[str], None] | None = None) -> dict:
     """Train a classifier in the new run directory ``out``; returns the final summary.
 
     ``train`` is best a ``ClassifierTrainConfig`` (the classifier's defaults); a plain TrainConfig is taken
@@ -158,12 +175,24 @@ def train(data: TextDataConfig, model: ClassifierConfig, train: TrainConfig, out
     are both None; with no steps, epochs or time budget, the budget is ``DEFAULT_EPOCHS`` epochs or
     ``DEFAULT_MIN_STEPS`` steps, whichever is more. ``patience`` (or ``train.patience``) stops after that
     many epochs without a better validation loss.
+
+    ``auto`` names the fields (of ``recipes.CLASSIFIER_FIELDS``) that the recipe chooses from the data: by
+    default all of them when ``model`` is None, none otherwise. With no budget, the recipe's epochs and
+    patience stop the run once validation stops improving, within ``DEFAULT_TIME_BUDGET`` seconds.
     """
+    if auto is None:
+        auto = recipes.CLASSIFIER_FIELDS if model is None else ()
+    auto = tuple(auto)
+    unknown = sorted(set(auto) - set(recipes.CLASSIFIER_FIELDS))
+    if unknown:
+        raise ValueError(f"auto: a classifier recipe cannot choose {', '.join(unknown)}; it chooses "
+                         f"{', '.join(recipes.CLASSIFIER_FIELDS)}")
+    model, train = model or ClassifierConfig(), train or ClassifierTrainConfig()
     if not isinstance(train, ClassifierTrainConfig):
         train = ClassifierTrainConfig(**dataclasses.asdict(train))
     if patience is not None:
         train = dataclasses.replace(train, patience=patience)
-    return lifecycle.start(ClassifierJob(data, model, train), out, overwrite=overwrite, quiet=quiet,
+    return lifecycle.start(ClassifierJob(data, model, train, auto), out, overwrite=overwrite, quiet=quiet,
                            pause_at=pause_at, log=log)
 
 

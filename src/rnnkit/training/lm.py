@@ -7,7 +7,7 @@ import dataclasses
 from dataclasses import dataclass
 import time
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Iterable, Optional
 
 import torch
 import torch.nn.functional as F
@@ -22,24 +22,25 @@ from ..nn.models import CharLM
 from ..nn.recurrent import effective_backend
 from ..nn.state import detach_state, from_plain, to_plain
 from ..data.vocab import CharVocab
-from . import lifecycle
+from . import lifecycle, recipes
 from .trainer import Trainer
 
 DEFAULT_TIME_BUDGET = 600.0   # seconds, when no --steps/--epochs/--time-budget is given
 RESUMABLE_FIELDS = ("steps", "epochs", "time_budget", "eval_every", "eval_every_s", "eval_chars", "device", "threads",
                     "compile")
-LARGE_ALPHABET = 1000         # symbols; above this the default learning rate is lower
+LARGE_ALPHABET = recipes.LARGE_ALPHABET
 
 
-def default_lr(vocab_size: int) -> float:
-    """The peak learning rate when none is given: 5e-3, or 1e-3 for a large alphabet.
+def default_lr(vocab_size: int, hidden_size: int = recipes.BASE_WIDTH) -> float:
+    """The peak learning rate when none is given (``recipes.lr_for``): 1e-3 for a large alphabet, else 5e-3
+    up to 256 wide and 3e-3 above.
 
     Text with thousands of symbols (Chinese, Japanese) trains better slowly. On Jay Chou's lyrics (2,583
     symbols, most of them rare) a 2x256 GRU stayed at 6.19 nats/char at 5e-3, where 2e-3 reached 6.02 and
     1e-3 5.98. On a 63 K-character slice of Tiny Shakespeare (59 symbols), 5e-3 and 2e-3 did equally well,
     so the size of the corpus is not the cause (docs/benchmarks.md, "Small corpora and large alphabets").
     """
-    return 1e-3 if vocab_size > LARGE_ALPHABET else 5e-3
+    return recipes.lr_for(vocab_size, hidden_size)
 
 
 class LMTask:
@@ -83,6 +84,7 @@ class LMJob:
     data: DataConfig
     model: ModelConfig
     train: TrainConfig
+    auto: tuple[str, ...] = ()            # fields the recipe chooses (recipes.LM_FIELDS); the others are given
 
     def prepare(self, resumed: Optional[lifecycle.Resumed], device: torch.device,
                 run_dir: Path) -> lifecycle.Prepared:
@@ -93,11 +95,11 @@ class LMJob:
         if self.data.test_path:          # a bad test file fails now, not after the whole training run
             read_text(self.data.test_path, encoding=self.data.encoding, errors=self.data.errors)
         model_cfg = dataclasses.replace(self.model, vocab_size=len(data.vocab))
-        lr_note = ""
-        if cfg.lr is None:                              # a resumed run has the value it started with
-            cfg = dataclasses.replace(cfg, lr=default_lr(len(data.vocab)))
-            if len(data.vocab) > LARGE_ALPHABET:
-                lr_note = f"; {cfg.lr:g} is the default for alphabets of over {LARGE_ALPHABET:,} symbols"
+        recipe = None
+        if not resumed:                                 # a resumed run keeps the recipe it started with
+            auto = tuple(self.auto) + (("lr",) if cfg.lr is None and "lr" not in self.auto else ())
+            model_cfg, cfg, recipe = recipes.choose_lm(model_cfg, cfg, auto, train_chars=len(data.train),
+                                                       device=device)
         torch.manual_seed(cfg.seed)
         model = CharLM(model_cfg).to(device)
         batches = make_batches(cfg.batching, data.train, cfg.batch_size, cfg.seq_len, seed=cfg.seed,
@@ -113,10 +115,16 @@ class LMJob:
             f"{'embedding ' + str(m.embed_size) if m.embed_size else 'one-hot input'}, "
             f"{model.num_parameters():,} parameters on {device}, {cfg.precision}",
             f"training: {cfg.batching} batches {cfg.batch_size}x{cfg.seq_len}, {cfg.optimizer} lr {cfg.lr:g} "
-            f"({cfg.schedule}{lr_note}), clip {cfg.clip:g}; budget {budget}; run directory {run_dir}"]
+            f"({cfg.schedule}), clip {cfg.clip:g}; budget {budget}; run directory {run_dir}"]
+        if recipe is not None and recipe.auto:
+            describe_lines.insert(0, recipe.line())
+        record = {"model": to_dict(model_cfg), "data": to_dict(self.data), "vocab": data.vocab.to_dict()}
+        if recipe is not None:
+            record["recipe"] = recipe.to_dict()
+        elif resumed and "recipe" in resumed.run:
+            record["recipe"] = resumed.run["recipe"]
         return lifecycle.Prepared(
-            model, LMTask(data.val, device, cfg.precision, cfg.eval_chars), batches, cfg, total,
-            {"model": to_dict(model_cfg), "data": to_dict(self.data), "vocab": data.vocab.to_dict()},
+            model, LMTask(data.val, device, cfg.precision, cfg.eval_chars), batches, cfg, total, record,
             data.fingerprint, describe(self.data), describe_lines, data)
 
     def fit(self, trainer: Trainer, pause_at: Optional[int], say) -> bool:
@@ -141,18 +149,30 @@ class LMJob:
         return summary
 
 
-def train(data: DataConfig, model: ModelConfig, train: TrainConfig, out: str | Path, *,
-          overwrite: bool = False, quiet: bool = False, pause_at: Optional[int] = None,
-          log: Callable[[str], None] | None = None) -> dict:
+def train(data: DataConfig, model: Optional[ModelConfig], train: Optional[TrainConfig], out: str | Path, *,
+          auto: Optional[Iterable[str]] = None, overwrite: bool = False, quiet: bool = False,
+          pause_at: Optional[int] = None, log: Callable[[str], None] | None = None) -> dict:
     """Train a new character language model in ``out``; returns the final summary.
 
-    With no steps, epochs or time budget the budget is ``DEFAULT_TIME_BUDGET`` seconds of training.
-    ``pause_at`` saves a resumable checkpoint after that step and returns early (``resume`` goes on).
+    ``auto`` names the fields (of ``recipes.LM_FIELDS``: width, layers, embedding, dropout, learning rate,
+    batch and sequence length) that the recipe chooses from the budget, the data and this machine's speed
+    (``training/recipes.py``); by default those of a config given as None (``model=None``: the model's
+    size and dropout), and the learning rate when ``train.lr`` is None. The choice is printed and recorded
+    in run.json's ``recipe``. With no steps, epochs or time budget the budget is ``DEFAULT_TIME_BUDGET``
+    seconds of training. ``pause_at`` saves a resumable checkpoint after that step and returns early
+    (``resume`` goes on).
     """
+    if auto is None:
+        auto = (recipes.LM_MODEL_FIELDS if model is None else ()) + (recipes.LM_TRAIN_FIELDS if train is None else ())
+    auto = tuple(auto)
+    unknown = sorted(set(auto) - set(recipes.LM_FIELDS))
+    if unknown:
+        raise ValueError(f"auto: a recipe cannot choose {', '.join(unknown)}; it chooses {', '.join(recipes.LM_FIELDS)}")
+    model, train = model or ModelConfig(), train or TrainConfig()
     if train.steps is None and train.epochs is None and train.time_budget is None:
         train = dataclasses.replace(train, time_budget=DEFAULT_TIME_BUDGET)
-    return lifecycle.start(LMJob(data, model, train), out, overwrite=overwrite, quiet=quiet, pause_at=pause_at,
-                           log=log)
+    return lifecycle.start(LMJob(data, model, train, auto), out, overwrite=overwrite, quiet=quiet,
+                           pause_at=pause_at, log=log)
 
 
 def resume(out: str | Path, *, overrides: Optional[dict] = None, data_path: Optional[str] = None,

@@ -1,0 +1,157 @@
+"""Recipes: what rnnkit chooses when the user leaves it unset, and that the user's own values always win."""
+
+import csv
+import json
+import random
+
+import pytest
+import torch
+
+from rnnkit.cli import main
+from rnnkit.config import ClassifierConfig, ClassifierTrainConfig, ModelConfig, TextDataConfig, TrainConfig
+from rnnkit.training import recipes
+from rnnkit.training.recipes import LM_FIELDS, choose_classifier, choose_lm
+
+CPU = torch.device("cpu")
+MODEL = ModelConfig(vocab_size=65)
+
+
+def _lm(budget_s=None, chars=1_000_000, auto=LM_FIELDS, model=MODEL, **train):
+    cfg = TrainConfig(time_budget=budget_s, recipe_probe=False, **train)
+    return choose_lm(model, cfg, auto, train_chars=chars, device=CPU)
+
+
+def test_cost_model_choice_for_ten_minutes_on_a_million_chars():
+    model, train, recipe = _lm(600)
+    # the cost model's GRU rates: 512 wide takes >= 1,500 steps in 10 minutes, 768 wide does not
+    steps_512 = recipes.modelled_rate("gru", 2, 512, 64, 65) * recipes.LOOP_SHARE * 600 / (64 * 50)
+    steps_768 = recipes.modelled_rate("gru", 2, 768, 64, 65) * recipes.LOOP_SHARE * 600 / (64 * 50)
+    assert steps_512 >= recipes.MIN_STEPS > steps_768
+    assert model.hidden_size == 512 and train.lr == 3e-3
+    passes = steps_512 * 64 * 50 / 1_000_000
+    assert model.dropout == recipes.dropout_for(passes)
+    assert recipe.rate_source == "cost model" and {"256", "384", "512"} <= set(recipe.rates)
+    assert set(recipe.chosen) == set(LM_FIELDS) and "512" in recipe.reason and "passes" in recipe.reason
+
+
+def test_a_longer_budget_never_chooses_a_narrower_model_and_a_smaller_corpus_more_dropout():
+    widths = [_lm(b, chars=5_000_000)[0].hidden_size for b in (60, 120, 300, 600, 1800, 3600)]
+    assert widths == sorted(widths) and widths[0] == 256 and widths[-1] > 512
+    drops = [_lm(600, chars=c)[0].dropout for c in (20_000_000, 3_000_000, 1_000_000, 300_000, 50_000)]
+    assert drops == sorted(drops) and drops[0] == 0.0 and drops[-1] == recipes.DROPOUT[-1][1]
+
+
+def test_a_tiny_corpus_caps_the_width():
+    model, _, recipe = _lm(3600, chars=60_000)
+    assert model.hidden_size * model.hidden_size * 6 <= recipes.MAX_PARAMS_PER_CHAR * 60_000 * 1.5
+    assert "parameters per training char" in recipe.reason
+
+
+def test_step_budgets_keep_the_base_width_and_given_fields_are_kept():
+    model, train, _ = _lm(None, steps=40, chars=5_000)
+    assert model.hidden_size == recipes.BASE_WIDTH and model.dropout == recipes.DROPOUT[-1][1]  # 64 passes
+    given = ModelConfig(vocab_size=65, hidden_size=40, dropout=0.05)
+    model, train, recipe = _lm(600, model=given, auto=("lr",), lr=None)
+    assert (model.hidden_size, model.dropout, train.lr) == (40, 0.05, 5e-3)
+    assert recipe.chosen == {"lr": 5e-3} and recipe.rates == {}
+    assert "given: hidden_size" in recipe.reason
+
+
+def test_large_alphabets_get_the_low_learning_rate():
+    _, train, recipe = _lm(600, model=ModelConfig(vocab_size=2583))
+    assert train.lr == 1e-3 and "alphabet" in recipe.reason
+
+
+def test_the_probe_times_real_steps_and_leaves_the_random_state_alone():
+    torch.manual_seed(3)
+    before = torch.random.get_rng_state()
+    rate = recipes.probed_rate(ModelConfig(vocab_size=20, hidden_size=16, embed_size=8), 4, 10, CPU, steps=2,
+                               min_time=0.0, warmup=1)
+    assert rate > 0 and torch.equal(torch.random.get_rng_state(), before)
+
+
+def test_cli_prints_and_records_the_recipe_and_resume_keeps_it(tiny_corpus, tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["train", str(tiny_corpus), "--steps", "4", "--eval-every", "2", "--batch-size", "4", "--seq-len", "16",
+            "--threads", "1", "--out", str(out), "--quiet"]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    line = next(m for m in err.splitlines() if m.startswith("recipe: "))
+    run = json.loads((out / "run.json").read_text())
+    recipe = run["recipe"]
+    assert set(recipe["auto"]) == set(LM_FIELDS) - {"batch_size", "seq_len"}
+    assert recipe["reason"] in line and run["model"]["dropout"] == recipe["chosen"]["dropout"]
+    assert run["model"]["hidden_size"] == recipes.BASE_WIDTH and run["train"]["lr"] == recipe["chosen"]["lr"]
+    assert main(["train", "--resume", str(out), "--steps", "6", "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "recipe: " not in err
+    after = json.loads((out / "run.json").read_text())
+    assert after["recipe"] == recipe and after["model"] == run["model"]
+
+
+def test_cli_flags_and_toml_values_are_never_overridden(tiny_corpus, tmp_path):
+    toml = tmp_path / "c.toml"
+    toml.write_text("[model]\ndropout = 0.15\n[train]\nrecipe_probe = false\n", encoding="utf-8")
+    out = tmp_path / "run"
+    assert main(["train", str(tiny_corpus), "--config", str(toml), "--hidden-size", "12", "--layers", "1",
+                 "--embed-size", "4", "--lr", "0.01", "--time-budget", "1s", "--steps", "2", "--threads", "1",
+                 "--out", str(out), "--quiet"]) == 0
+    run = json.loads((out / "run.json").read_text())
+    m, t = run["model"], run["train"]
+    assert (m["hidden_size"], m["num_layers"], m["embed_size"], m["dropout"], t["lr"]) == (12, 1, 4, 0.15, 0.01)
+    assert set(run["recipe"]["auto"]) == {"batch_size", "seq_len"} and t["recipe_probe"] is False
+
+
+# ----------------------------------------------------------------------------- classifiers
+
+def test_classifier_recipe_from_the_number_of_texts():
+    base = ClassifierConfig(), TextDataConfig(path="x.csv"), ClassifierTrainConfig()
+    small = choose_classifier(*base, recipes.CLASSIFIER_FIELDS, train_texts=9_000, mean_words=20, has_budget=False)
+    large = choose_classifier(*base, recipes.CLASSIFIER_FIELDS, train_texts=20_000, mean_words=230,
+                              has_budget=False)
+    (sm, sd, st, sr), (lm, ld, lt, lr) = small, large
+    assert sm.dropout > lm.dropout and sd.min_freq < ld.min_freq
+    assert (sm.pooling, lm.pooling) == ("mean", "max") and sm.bidirectional and lm.bidirectional
+    assert st.epochs > lt.epochs == 3 and st.patience == lt.patience == recipes.CLASSIFIER_PATIENCE
+    assert "9,000 training texts" in sr.reason
+    budgeted = choose_classifier(*base, recipes.CLASSIFIER_FIELDS, train_texts=9_000, mean_words=20,
+                                 has_budget=True)[2]
+    assert budgeted.epochs is None and budgeted.patience is None
+
+
+def _csv(path, n):
+    rng = random.Random(0)
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["text", "label"])
+        for i in range(n):
+            word = rng.choice(["great", "superb"] if i % 2 else ["awful", "boring"])
+            w.writerow([f"the film was {word} and long", "pos" if i % 2 else "neg"])
+    return path
+
+
+def test_classify_cli_without_a_budget_trains_epochs_with_patience_within_the_default_time(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["classify", "train", str(_csv(tmp_path / "d.csv", 60)), "--hidden-size", "8", "--embed-size", "8",
+                 "--threads", "1", "--out", str(out), "--quiet", "--json"]) == 0
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out.strip().splitlines()[-1])
+    run = json.loads((out / "run.json").read_text())
+    assert run["train"]["epochs"] == recipes.MAX_EPOCHS and run["train"]["patience"] == recipes.CLASSIFIER_PATIENCE
+    assert run["train"]["time_budget"] == 900.0 and run["model"]["bidirectional"] is True
+    assert run["data"]["min_freq"] == 1 and run["patience"] == recipes.CLASSIFIER_PATIENCE
+    assert run["model"]["pooling"] == "mean" and run["model"]["hidden_size"] == 8     # given: kept
+    assert set(run["recipe"]["auto"]) == set(recipes.CLASSIFIER_FIELDS)
+    assert "recipe: " in captured.err and summary["epochs"] <= recipes.MAX_EPOCHS
+    assert summary["stopped_early"] or summary["epochs"] == recipes.MAX_EPOCHS
+
+
+def test_classify_cli_given_values_win_over_the_recipe(tmp_path):
+    out = tmp_path / "run"
+    assert main(["classify", "train", str(_csv(tmp_path / "d.csv", 40)), "--min-freq", "3", "--dropout", "0.1",
+                 "--pooling", "last", "--epochs", "2", "--hidden-size", "8", "--embed-size", "8", "--threads", "1",
+                 "--out", str(out), "--quiet"]) == 0
+    run = json.loads((out / "run.json").read_text())
+    assert (run["data"]["min_freq"], run["model"]["dropout"], run["model"]["pooling"]) == (3, 0.1, "last")
+    assert run["train"]["epochs"] == 2 and run["train"]["patience"] is None and run["train"]["time_budget"] is None
+    assert set(run["recipe"]["auto"]) == {"bidirectional", "patience"} and run["recipe"]["chosen"] == {"bidirectional": True}
