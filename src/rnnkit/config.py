@@ -343,7 +343,7 @@ class ClassifierTrainConfig(TrainConfig):
     lr: Optional[float] = 3e-3          # peak learning rate
     warmup_steps: int = 100             # linear warm-up steps (cosine); at most a tenth of a step budget
     eval_every_s: Optional[float] = None  # None with eval_every None: validate at the end of every epoch
-    patience: Optional[int] = None      # stop after this many epochs without a better validation loss
+    patience: Optional[int] = None      # stop after this many epochs without a better validation accuracy
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -278,6 +278,11 @@ def test_early_stopping_ends_a_run_that_stops_improving(tmp_path):
                     patience=2, quiet=True, log=lambda m: None)
     assert summary["stopped_early"] and summary["epochs"] < 30
     assert summary["step"] - summary["best_step"] == 2 * 8            # 8 steps per epoch
+    # the best weights are the first epoch of the highest validation accuracy, whatever the loss did
+    records = ckpt.read_metrics(tmp_path / "run")
+    best = max(records, key=lambda r: (r["val_accuracy"], -r["step"]))
+    assert summary["best_step"] == best["step"] and summary["val_accuracy"] == pytest.approx(best["val_accuracy"])
+    assert all(r["val_error"] == pytest.approx(1 - r["val_accuracy"]) for r in records)
 
 
 # ----------------------------------------------------------------------------- command line

@@ -126,7 +126,7 @@ def add(group, section: str, cls: type, flag: str, help: str, *, field: Optional
     f = {f.name: f for f in dataclasses.fields(cls)}[name]
     kw: dict[str, Any] = {"dest": f"{section}.{name}", "default": SUPPRESS}
     if f.type == "bool":
-        kw["action"] = "store_true"
+        kw["action"] = argparse.BooleanOptionalAction      # --x and --no-x: a recipe's choice can be refused
     else:
         kw["type"] = type or _BY_ANNOTATION[f.type.replace("Optional[", "").rstrip("]")]
         if choices is not None:

@@ -87,7 +87,7 @@ def _training_flags(g, cls: type, *, lm: bool) -> None:
             "validation text (the final one scores all)",
             type=positive_int)
     else:
-        add(g, T, cls, "--patience", "stop after N epochs without a better validation loss", type=positive_int)
+        add(g, T, cls, "--patience", "stop after N epochs without a better validation accuracy", type=positive_int)
     add(g, T, cls, "--seed", "seeds weights, dropout and data order", type=int)
     add(g, T, cls, "--device", "auto: cuda when available", choices=DEVICES)
     add(g, T, cls, "--precision", "bf16 = autocast to bfloat16", choices=PRECISIONS)

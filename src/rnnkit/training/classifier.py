@@ -1,6 +1,6 @@
 """The sequence classification task: labelled texts -> words -> bucketed padded batches ->
 ``SequenceClassifier`` -> the run lifecycle (``lifecycle.py``), validating at the end of every epoch and
-stopping early after ``patience`` epochs without a better validation loss."""
+stopping early after ``patience`` epochs without a better validation accuracy."""
 
 from __future__ import annotations
 
@@ -37,6 +37,8 @@ class ClassifyTask:
 
     unit = "tokens"
     command = "rnnkit classify train"
+    select = "val_error"       # best weights and patience by validation accuracy: the loss rises (the model
+                               # grows overconfident) an epoch or two before the accuracy stops improving
 
     def __init__(self, val_seqs: list[torch.Tensor], val_labels: torch.Tensor, device: torch.device, precision: str):
         self.val_seqs, self.val_labels, self.device, self.precision = val_seqs, val_labels, device, precision
@@ -50,7 +52,7 @@ class ClassifyTask:
 
     def evaluate(self, model) -> dict:
         s = score(model, self.val_seqs, self.val_labels, precision=self.precision)
-        return {"val_loss": s.loss, "val_accuracy": s.accuracy}
+        return {"val_loss": s.loss, "val_accuracy": s.accuracy, "val_error": 1.0 - s.accuracy}
 
     def state_dict(self) -> dict:
         return {}
@@ -136,7 +138,7 @@ class ClassifierJob:
                 return False
             trainer.fit(pause_at=stop)
             if _stalled(trainer):
-                say(f"early stop: no better validation loss for {_patience(trainer.cfg)} epoch(s) "
+                say(f"early stop: no better validation {_figure(trainer)} for {_patience(trainer.cfg)} epoch(s) "
                     f"(best at step {trainer.progress.best_step})")
                 return True
         return False
@@ -154,6 +156,10 @@ class ClassifierJob:
                 "stopped_early": stopped_early, "train_time_s": round(p.train_time, 1),
                 "tokens_per_s": round(p.units / max(p.train_time, 1e-9), 1),
                 **{f"val_{k}": v for k, v in val.to_dict().items()}}
+
+
+def _figure(trainer: Trainer) -> str:
+    return "accuracy" if trainer.progress.best_by == "val_error" else "loss"
 
 
 def _patience(cfg: TrainConfig) -> Optional[int]:
@@ -174,7 +180,7 @@ def train(data: TextDataConfig, model: Optional[ClassifierConfig], train: Option
     with its own values. Validation happens at every epoch's end when ``eval_every`` and ``eval_every_s``
     are both None; with no steps, epochs or time budget, the budget is ``DEFAULT_EPOCHS`` epochs or
     ``DEFAULT_MIN_STEPS`` steps, whichever is more. ``patience`` (or ``train.patience``) stops after that
-    many epochs without a better validation loss.
+    many epochs without a better validation accuracy (the best weights are those of the best accuracy).
 
     ``auto`` names the fields (of ``recipes.CLASSIFIER_FIELDS``) that the recipe chooses from the data: by
     default all of them when ``model`` is None, none otherwise. With no budget, the recipe's epochs and

@@ -36,7 +36,8 @@ class Task(Protocol):
 
     def loss(self, model, batch) -> torch.Tensor: ...    # mean loss of one training batch (a graph)
     def units(self, batch) -> int: ...                   # how many units the batch holds
-    def evaluate(self, model) -> dict[str, float]: ...   # must hold "val_loss" (lower is better)
+    def evaluate(self, model) -> dict[str, float]: ...   # must hold "val_loss" (lower is better), and the
+                                                         # figure named by the task's ``select`` if it has one
     def state_dict(self) -> dict: ...
     def load_state_dict(self, state: dict) -> None: ...
 
@@ -119,8 +120,9 @@ class Progress:
     step: int = 0                    # optimizer steps taken
     train_time: float = 0.0          # seconds spent training (evaluation and saving excluded)
     units: int = 0                   # characters (or tokens) trained on
-    best: float = math.inf           # best validation loss so far
+    best: float = math.inf           # best validation figure so far (``best_by``; lower is better)
     best_step: int = -1
+    best_by: str = "val_loss"        # the task's selection figure (Task.select); older checkpoints: val_loss
     # The open evaluation window, saved so that a resumed run evaluates at the same steps and logs the
     # same train_loss as an uninterrupted one (no shifted, duplicated or missing metrics records).
     last_eval_step: int = 0          # step of the last evaluation
@@ -227,7 +229,7 @@ class Trainer:
         self.plateau = (torch.optim.lr_scheduler.ReduceLROnPlateau(self.optimizer, factor=0.5, patience=2)
                         if self.cfg.schedule == "plateau" else None)
         self.base_lrs = [g["lr"] for g in self.optimizer.param_groups]
-        self.progress = Progress()
+        self.progress = Progress(best_by=getattr(self.task, "select", "val_loss"))   # best weights by this figure
         epoch = getattr(self.batches, "steps_per_epoch", None) if self.cfg.eval_every_s else None
         self.cadence = Cadence(self.cfg.eval_every, self.cfg.eval_every_s, epoch or math.inf)
         self._stop_signal: Optional[int] = None
@@ -366,9 +368,9 @@ class Trainer:
             raise TrainingStopped(
                 f"validation loss became {val} at step {p.step}; stopped. {self._kept()} "
                 f"Try a lower --lr (now {self.cfg.lr:g}) or gradient clipping (--clip 1).", 3)
-        improved = val < p.best
+        improved = metrics[p.best_by] < p.best
         if improved:
-            p.best, p.best_step = val, p.step
+            p.best, p.best_step = metrics[p.best_by], p.step
         if self.plateau is not None:
             self.plateau.step(val)
         dt = p.train_time - p.last_eval_time
