@@ -22,6 +22,7 @@ import argparse
 import csv
 import json
 import math
+import re
 import subprocess
 import sys
 import tempfile
@@ -80,7 +81,7 @@ def main() -> None:
     text += "\n\nThe recipe's choice (seed " + str(seeds[0]) + "):\n\n" + "\n".join(notes)
     print(text)
     if not args.no_write:
-        write_section("bench_classifier_recipe", f"Classifier recipe: {args.label}",
+        write_section("bench_classifier_recipe_" + re.sub(r"\W+", "_", args.label), f"Classifier recipe: {args.label}",
                       f"Seeds {args.seeds}; fixed = `{' '.join(FIXED)} --steps S` (S = max(3 epochs, 200)), "
                       f"recipe = no flags.\n\n" + text)
 

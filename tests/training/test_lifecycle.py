@@ -103,7 +103,7 @@ def test_classify_train_reads_a_config_file(reviews, tmp_path, capsys):
 @pytest.mark.parametrize("argv,shown", [
     (["train", "--help"], ["state width per layer (default the recipe's: the widest of 256-1024",
                            "sequences per step (default 64)",
-                           "peak learning rate (default the recipe's: 0.005 up to 256 wide, 0.003 wider, 0.001 "
+                           "peak learning rate (default the recipe's: 0.005 up to 256 wide and for the LSTM, 0.003 wider, 0.001 "
                            "for alphabets of over 1,000 symbols)"]),
     (["classify", "train", "--help"], ["state width per direction (default 128)", "peak learning rate (default 0.003)",
                                        "linear warm-up (cosine) (default 100)", "(default each epoch)"]),

@@ -57,6 +57,11 @@ def test_step_budgets_keep_the_base_width_and_given_fields_are_kept():
     assert "given: hidden_size" in recipe.reason
 
 
+def test_the_lstm_keeps_its_higher_learning_rate_when_wide():
+    _, train, _ = _lm(600, model=ModelConfig(vocab_size=65, cell="lstm"))
+    assert train.lr == 5e-3
+
+
 def test_large_alphabets_get_the_low_learning_rate():
     _, train, recipe = _lm(600, model=ModelConfig(vocab_size=2583))
     assert train.lr == 1e-3 and "alphabet" in recipe.reason

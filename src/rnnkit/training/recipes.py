@@ -118,12 +118,14 @@ def probed_rate(model_cfg: ModelConfig, batch: int, seq: int, device: torch.devi
 
 # ----------------------------------------------------------------------------- language models
 
-def lr_for(vocab_size: int, width: int) -> float:
+def lr_for(vocab_size: int, width: int, cell: str = "gru") -> float:
     """Adam's peak learning rate: 1e-3 for alphabets of over ``LARGE_ALPHABET`` symbols (most of them rare:
-    Adam moves a rare symbol's weights as far as a common one's), else 5e-3 up to 256 wide, 3e-3 above."""
+    Adam moves a rare symbol's weights as far as a common one's); else 5e-3 for the LSTM (5e-3 and 8e-3
+    beat 3e-3 and 2e-3 at 2x256) and for other cells up to 256 wide, 3e-3 above (a 2x384 GRU: 3e-3 beat
+    2e-3)."""
     if vocab_size > LARGE_ALPHABET:
         return 1e-3
-    return 5e-3 if width <= BASE_WIDTH else 3e-3
+    return 5e-3 if width <= BASE_WIDTH or cell == "lstm" else 3e-3
 
 
 def dropout_for(passes: float) -> float:
@@ -145,6 +147,7 @@ def choose_lm(model: ModelConfig, train: TrainConfig, auto: Iterable[str], *, tr
     notes: list[str] = []
     rates: dict[str, float] = {}
     source = "none"
+    probe_s = 0.0
 
     fixed_steps = None
     if train.steps is not None or train.epochs is not None:
@@ -154,10 +157,12 @@ def choose_lm(model: ModelConfig, train: TrainConfig, auto: Iterable[str], *, tr
         fixed_steps = min(budgets)
 
     def rate(width: int) -> float:
-        nonlocal source
+        nonlocal source, probe_s
         if train.recipe_probe:
             source = "probe"
+            t0 = time.perf_counter()
             r = probed_rate(dataclasses.replace(base, hidden_size=width, dropout=0.0), batch, seq, device)
+            probe_s += time.perf_counter() - t0
         else:
             source = "cost model"
             r = modelled_rate(model.cell, layers, width, embed, vocab)
@@ -191,7 +196,8 @@ def choose_lm(model: ModelConfig, train: TrainConfig, auto: Iterable[str], *, tr
                 if s < MIN_STEPS:
                     break
                 width, steps = w, s
-            notes.insert(0, f"{_duration(train.time_budget)} at {rates[str(width)]:,.0f} chars/s ({source}) is "
+            measured = f"probed in {probe_s:.0f}s" if source == "probe" else source
+            notes.insert(0, f"{_duration(train.time_budget)} at {rates[str(width)]:,.0f} chars/s ({measured}) is "
                             f"{steps:,.0f} steps: {why}")
         if train.time_budget is not None and fixed_steps is not None:
             steps = min(steps, steps_in_time(width))
@@ -218,7 +224,7 @@ def choose_lm(model: ModelConfig, train: TrainConfig, auto: Iterable[str], *, tr
         chosen["dropout"] = dropout_for(passes)
         notes.append(f"{passes:.1f} passes over {train_chars:,} training chars: dropout {chosen['dropout']:g}")
     if "lr" in auto:
-        chosen["lr"] = lr_for(vocab, width)
+        chosen["lr"] = lr_for(vocab, width, model.cell)
         if vocab > LARGE_ALPHABET:
             notes.append(f"lr {chosen['lr']:g} for an alphabet of over {LARGE_ALPHABET:,} symbols")
     if "batch_size" in auto:
