@@ -124,8 +124,7 @@ class ClassifierJob:
             model, ClassifyTask(data.val_seqs, data.val_labels, device, cfg.precision), batches, cfg, total,
             {"model": to_dict(model_cfg), "data": to_dict(data_cfg), "patience": patience, "labels": data.labels,
              "vocab": data.vocab.to_dict(), "examples": {"train": len(data.train_seqs), "val": len(data.val_seqs)},
-             **({"recipe": recipe.to_dict()} if recipe is not None else
-                {"recipe": resumed.run["recipe"]} if resumed and "recipe" in resumed.run else {})},
+             **({"recipe": recipe.to_dict()} if recipe is not None else {})},
             data.fingerprint, data.source, lines, data)
 
     def fit(self, trainer: Trainer, pause_at: Optional[int], say) -> bool:

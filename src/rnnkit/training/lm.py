@@ -119,10 +119,8 @@ class LMJob:
         if recipe is not None and recipe.auto:
             describe_lines.insert(0, recipe.line())
         record = {"model": to_dict(model_cfg), "data": to_dict(self.data), "vocab": data.vocab.to_dict()}
-        if recipe is not None:
+        if recipe is not None:                          # new runs only: a resumed run's run.json stays as it is
             record["recipe"] = recipe.to_dict()
-        elif resumed and "recipe" in resumed.run:
-            record["recipe"] = resumed.run["recipe"]
         return lifecycle.Prepared(
             model, LMTask(data.val, device, cfg.precision, cfg.eval_chars), batches, cfg, total, record,
             data.fingerprint, describe(self.data), describe_lines, data)

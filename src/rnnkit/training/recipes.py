@@ -26,7 +26,7 @@ import math
 import statistics
 import time
 from dataclasses import dataclass
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable
 
 import torch
 import torch.nn.functional as F
@@ -72,9 +72,14 @@ class Recipe:
 
 # ----------------------------------------------------------------------------- speed
 
+def _gates(cell: str) -> int:
+    """Weight blocks per layer: the cell's gates (LSTM 4, GRU 3), 1 for a cell that declares none."""
+    return max(1, len(registry.get(cell).gates))
+
+
 def cost_per_char(cell: str, layers: int, width: int, embed: int, vocab: int) -> float:
     """Multiply-adds of one character's forward pass: every layer's gate blocks and the output layer."""
-    gates = max(1, len(registry.get(cell).gates) if cell in registry.names() else 1)
+    gates = _gates(cell)
     inp = embed if embed > 0 else vocab
     macs = gates * (inp + width) * width + (layers - 1) * gates * 2 * width * width
     return float(macs + vocab * width)
@@ -133,7 +138,7 @@ def dropout_for(passes: float) -> float:
 
 
 def choose_lm(model: ModelConfig, train: TrainConfig, auto: Iterable[str], *, train_chars: int,
-              device: torch.device, steps_per_epoch: Optional[int] = None) -> tuple[ModelConfig, TrainConfig, Recipe]:
+              device: torch.device) -> tuple[ModelConfig, TrainConfig, Recipe]:
     """Fill the fields named in ``auto`` (of ``LM_FIELDS``); the others keep the values given. ``model``
     must have its vocab_size; ``train`` its budget (time, steps and/or epochs)."""
     auto = tuple(f for f in LM_FIELDS if f in set(auto))
@@ -153,7 +158,7 @@ def choose_lm(model: ModelConfig, train: TrainConfig, auto: Iterable[str], *, tr
     if train.steps is not None or train.epochs is not None:
         budgets = [train.steps] if train.steps is not None else []
         if train.epochs is not None:
-            budgets.append(math.ceil(train.epochs * (steps_per_epoch or max(1, train_chars // per_step))))
+            budgets.append(math.ceil(train.epochs * max(1, train_chars // per_step)))
         fixed_steps = min(budgets)
 
     def rate(width: int) -> float:
@@ -173,7 +178,7 @@ def choose_lm(model: ModelConfig, train: TrainConfig, auto: Iterable[str], *, tr
         return rate(width) * train.time_budget / per_step
 
     def params(width: int) -> int:
-        gates = max(1, len(registry.get(model.cell).gates))
+        gates = _gates(model.cell)
         inp = embed if embed > 0 else vocab
         return (gates * (inp + width + 2) * width + (layers - 1) * gates * (2 * width + 2) * width
                 + vocab * (width + 1) + vocab * embed)
