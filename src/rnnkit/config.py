@@ -110,6 +110,7 @@ class TrainConfig:
     compile: bool = False               # torch.compile the training step (pays off for the scratch backend)
     recipe_probe: bool = True           # a recipe times a few training steps of each candidate model here;
                                         # False: it uses its cost model (same choice on every machine)
+    tensorboard: Optional[str] = None   # also write every evaluation as TensorBoard events to this directory
 
     def __post_init__(self) -> None:
         _choice("batching", self.batching, BATCHINGS)

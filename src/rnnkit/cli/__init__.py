@@ -1,4 +1,4 @@
-"""Layer 6, the command line: ``rnnkit train | eval | sample | corpora | classify``. It only parses flags,
+"""Layer 6, the command line: ``rnnkit train | eval | sample | export | corpora | classify | plot | viz``. It only parses flags,
 builds configs and calls the library. Errors a user can fix print one line, ``rnnkit: error: ...``, and
 exit with status 2."""
 

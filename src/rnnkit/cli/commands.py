@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -31,7 +32,8 @@ def _train_or_resume(args: argparse.Namespace, resume, train, data_cls: type, mo
                               .replace("cell-options", "cell-option") for k in fixed) or "--config"
             raise ValueError(f"--resume continues a run with its own data and model settings; drop {names} "
                              f"(or start a new run with --out)")
-        return resume(args.resume, overrides=given.get("train"), data_path=args.path, quiet=args.quiet)
+        return _then_plot(args.resume, lambda: resume(args.resume, overrides=given.get("train"), data_path=args.path,
+                                                      quiet=args.quiet))
     path = {"path": args.path} if args.path is not None else {}
     data = build(data_cls, toml.get("data"), given.get("data"), path, source="data settings")
     if data.path is None and getattr(data, "corpus", None) is None:
@@ -44,8 +46,26 @@ def _train_or_resume(args: argparse.Namespace, resume, train, data_cls: type, mo
                                              else Path(data.path.rstrip("/")).name.split(".")[0] or "classifier")
     out = getattr(args, "out", None) or toml.get("out") or f"runs/{name}"
     set_by_user = {k for s in ("data", "model", "train") for k in (*given.get(s, {}), *toml.get(s, {}))}
-    return train(data, model, cfg, out, auto=tuple(f for f in auto if f not in set_by_user),
-                 overwrite=args.overwrite, quiet=args.quiet)
+    return _then_plot(out, lambda: train(data, model, cfg, out, auto=tuple(f for f in auto if f not in set_by_user),
+                                         overwrite=args.overwrite, quiet=args.quiet))
+
+
+def _then_plot(run_dir: str, run):
+    """Train, then draw the run's curves.png (when the plot extra is installed; rank 0 of a distributed
+    run only), also after a run stopped by a signal or a bad loss. A picture never fails the training."""
+    from ..training.lifecycle import TrainingStopped
+
+    def plot() -> None:
+        if os.environ.get("RANK", "0") == "0":
+            from ..viz.plots import plot_after_training
+            plot_after_training(run_dir, _warn)
+    try:
+        summary = run()
+    except TrainingStopped:
+        plot()
+        raise
+    plot()
+    return summary
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -202,6 +222,87 @@ def cmd_classify_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_plot(args: argparse.Namespace) -> int:
+    from ..viz.plots import plot_runs
+
+    if args.names and len(args.names) != len(args.runs):
+        raise ValueError(f"give --name once per run: {len(args.runs)} runs, {len(args.names)} names")
+    out = plot_runs(args.runs, args.out, names=args.names, warn=_warn)
+    print(f"wrote {out}")
+    return 0
+
+
+def _viz_text(args: argparse.Namespace, sample: dict) -> tuple[str, str]:
+    """The text a page shows and where it came from: --text, --text-file or --prompt (generated later)."""
+    given = [name for name, value in (("--text", args.text), ("--text-file", args.text_file),
+                                      ("--prompt", sample.get("prompt"))) if value is not None]
+    if len(given) != 1:
+        raise ValueError("give the text to look at: one of --text, --text-file or --prompt" if not given else
+                         f"give one of --text, --text-file or --prompt, not {' and '.join(given)}")
+    extra = sorted(set(sample) - {"prompt"})
+    if extra and "prompt" not in sample:
+        raise ValueError(f"{', '.join('--' + k.replace('_', '-') for k in extra)} go with --prompt (generation)")
+    if args.text_file is not None:
+        try:
+            return Path(args.text_file).read_text(encoding="utf-8"), Path(args.text_file).name
+        except (OSError, UnicodeDecodeError) as e:
+            raise ValueError(f"--text-file {args.text_file}: cannot read it as UTF-8 text ({e.__class__.__name__})") from None
+    if args.text is not None:
+        return args.text, "the text given"
+    return sample["prompt"], "generated text"
+
+
+def cmd_viz(args: argparse.Namespace) -> int:
+    from ..checkpoint import read_run, write_text_atomic
+
+    sample = sections(args).get("sample", {})
+    text, source = _viz_text(args, sample)
+    task = read_run(args.run).get("task")
+    out = Path(args.out)
+    if out.suffix.lower() not in (".html", ".htm"):
+        raise ValueError(f"--out {out}: the page is HTML; give a file ending in .html")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if task == "classifier":
+        from ..runs import load_classifier
+        from ..viz.page import classifier_page, describe_model
+        from ..viz.reading import read
+
+        if "prompt" in sample:
+            raise ValueError(f"{args.run} is a classifier: give --text or --text-file (--prompt generates text "
+                             f"with a language model)")
+        clf = load_classifier(args.run, weights=args.weights, device=args.device)
+        page = classifier_page(read(clf, text), describe_model(clf.run, args.run, clf.weights.name), source=source)
+        write_text_atomic(out, page)
+        print(f"wrote {out}: {args.run} reading {source}")
+        return 0
+    from ..inference.sampling import generate
+    from ..runs import load
+    from ..viz.page import describe_model, lm_page
+    from ..viz.trace import check_text, trace_lm
+
+    lm = load(args.run, weights=args.weights, device=args.device)
+    if "prompt" in sample:
+        cfg = build(SampleConfig, sample, source="sample settings")
+        check_text(cfg.prompt + " " * cfg.length)
+        text = cfg.prompt + generate(lm.model, lm.vocab, cfg, warn=_warn)[0]
+    tr = trace_lm(lm.model, lm.vocab, text)
+    if tr.unknown:
+        from ..data.vocab import describe_unknown
+        _warn(f"{source}: " + describe_unknown(lm.vocab.unknown(text)) + " (marked on the page)")
+    model = describe_model(lm.run, args.run, lm.weights.name)
+    write_text_atomic(out, lm_page(tr, lm.vocab.chars, model, args.units, source=source))
+    print(f"wrote {out}: {tr.bits_per_char:.4f} bits/char over {tr.scored:,} characters of {source}")
+    if tr.saturation:
+        from ..viz.plots import PlotError, plot_saturation
+        png = out.with_suffix(".gates.png")
+        try:
+            plot_saturation(tr.saturation, png, title=f"{args.run}: gate saturation on {source}")
+            print(f"wrote {png}: gate saturation per layer")
+        except PlotError:
+            pass                        # no matplotlib: the page has the same scatter
+    return 0
+
+
 COMMANDS = {"train": cmd_train, "eval": cmd_eval, "sample": cmd_sample, "export": cmd_export, "corpora": cmd_corpora,
             ("classify", "train"): cmd_classify_train, ("classify", "eval"): cmd_classify_eval,
-            ("classify", "predict"): cmd_classify_predict}
+            ("classify", "predict"): cmd_classify_predict, "plot": cmd_plot, "viz": cmd_viz}

@@ -49,7 +49,61 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     sub.add_parser("corpora", help="list the bundled corpora")
     _classify(sub)
+    _plot(sub)
+    _viz(sub)
     return p
+
+
+def _plot(sub) -> None:
+    p = sub.add_parser("plot", help="draw the loss curves of one or more runs (needs the plot extra)",
+                       description="Training and validation loss against steps and against training time, runs "
+                                   "overlaid, each run's best evaluation marked; works on a run still training.")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run directories")
+    p.add_argument("--out", default="curves.png", help="the picture to write: .png, .svg or .pdf (default %(default)s)")
+    p.add_argument("--name", action="append", dest="names", metavar="NAME",
+                   help="a run's name in the legend, once per run in order (default: the directory names)")
+
+
+def units(text: str):
+    """``--units``: a number of top-ranked units, or named ``LAYER:UNIT`` pairs separated by commas."""
+    text = text.strip()
+    if text.isdigit():
+        return positive_int(text)
+    pairs = []
+    for part in text.split(","):
+        layer, sep, unit = part.strip().partition(":")
+        if not (sep and layer.isdigit() and unit.isdigit()):
+            raise argparse.ArgumentTypeError(f"expected a number of units or LAYER:UNIT pairs such as 0:17,1:203; "
+                                             f"got {text!r}")
+        pairs.append((int(layer), int(unit)))
+    return pairs
+
+
+def _viz(sub) -> None:
+    v = sub.add_parser("viz", help="a page that shows what a model does on a text: surprisal, cells, gates",
+                       description="Write one self-contained HTML page (works offline, opened from disk). For a "
+                                   "language model: each character coloured by its surprisal with the model's top "
+                                   "predictions, the units that follow the text (quotes, line position, ...) and "
+                                   "gate saturation. For a classifier: its prediction after each word.")
+    v.add_argument("run", help="run directory")
+    g = v.add_argument_group("the text (one of)")
+    g.add_argument("--text", help="the text itself")
+    g.add_argument("--text-file", metavar="FILE", help="read the text from a UTF-8 file (at most 20,000 characters)")
+    P = "sample"
+    g.add_argument("--prompt", dest="sample.prompt", default=S,
+                   help="language models: generate from this prompt, then show the prompt and what was generated")
+    g = v.add_argument_group("generation (with --prompt)")
+    add(g, P, SampleConfig, "--length", "characters to generate", type=positive_int)
+    add(g, P, SampleConfig, "--temperature", "0 = greedy", type=number(0))
+    add(g, P, SampleConfig, "--top-k", "sample among the k most likely characters", type=positive_int)
+    add(g, P, SampleConfig, "--top-p", "nucleus sampling threshold in (0, 1]", type=number(0, 1, low_open=True))
+    add(g, P, SampleConfig, "--seed", "seed for the sampling generator", type=int)
+    v.add_argument("--out", required=True, help="the page to write, e.g. scene.html")
+    v.add_argument("--units", type=units, default=32,
+                   help="units of the cell view: how many of the top-ranked, or LAYER:UNIT pairs such as 0:17,1:203 "
+                        "(default %(default)s)")
+    v.add_argument("--weights", choices=("best", "last"), default="best")
+    v.add_argument("--device", choices=DEVICES, default="cpu")
 
 
 def _training_flags(g, cls: type, *, lm: bool) -> None:
@@ -92,6 +146,8 @@ def _training_flags(g, cls: type, *, lm: bool) -> None:
     add(g, T, cls, "--device", "auto: cuda when available", choices=DEVICES)
     add(g, T, cls, "--precision", "bf16 = autocast to bfloat16", choices=PRECISIONS)
     add(g, T, cls, "--threads", "CPU threads for PyTorch", type=threads)
+    add(g, T, cls, "--tensorboard", "also write every evaluation as TensorBoard events into DIR (the tensorboard "
+        "extra); `tensorboard --logdir DIR` shows them", metavar="DIR")
     if lm:
         g.add_argument("--no-probe", dest="train.recipe_probe", action="store_false", default=S,
                        help="choose the recipe from rnnkit's cost model instead of timing a few training steps "

@@ -25,8 +25,18 @@ _TOKEN = re.compile(r"(?<!\w)[:;=]-?(?:[()]|[DP](?!\w))|\w+")
 
 def tokenize(text: str) -> list[str]:
     """``"<b>Loved</b> it :-)"`` -> ``["loved", "it", ":)"]``."""
-    text = _TAG.sub(" ", text)
-    return [t.replace("-", "") if t[0] in ":;=" else t.lower() for t in _TOKEN.findall(text)]
+    return [t for _, _, t in token_spans(text)]
+
+
+def token_spans(text: str) -> list[tuple[int, int, str]]:
+    """Each token of ``tokenize(text)`` with where it stands in ``text``: ``(start, end, token)``. A tag
+    is blanked to spaces of its own length, so the offsets are those of the text as written."""
+    blanked = _TAG.sub(lambda m: " " * len(m.group()), text)
+    return [(m.start(), m.end(), _normal(m.group())) for m in _TOKEN.finditer(blanked)]
+
+
+def _normal(token: str) -> str:
+    return token.replace("-", "") if token[0] in ":;=" else token.lower()
 
 
 class WordVocab:

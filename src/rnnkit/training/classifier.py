@@ -29,7 +29,7 @@ from .trainer import Trainer
 # and caps them at DEFAULT_TIME_BUDGET seconds of training.
 DEFAULT_EPOCHS, DEFAULT_MIN_STEPS = 3, 200
 DEFAULT_TIME_BUDGET = 900.0
-RESUMABLE_FIELDS = ("steps", "epochs", "time_budget", "device", "threads")
+RESUMABLE_FIELDS = ("steps", "epochs", "time_budget", "device", "threads", "tensorboard")
 
 
 class ClassifyTask:

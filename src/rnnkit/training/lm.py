@@ -27,7 +27,7 @@ from .trainer import Trainer
 
 DEFAULT_TIME_BUDGET = 600.0   # seconds, when no --steps/--epochs/--time-budget is given
 RESUMABLE_FIELDS = ("steps", "epochs", "time_budget", "eval_every", "eval_every_s", "eval_chars", "device", "threads",
-                    "compile")
+                    "compile", "tensorboard")
 LARGE_ALPHABET = recipes.LARGE_ALPHABET
 
 

@@ -63,6 +63,44 @@ class World:
         return self.rank == 0
 
 
+# ----------------------------------------------------------------------------- TensorBoard
+
+def event_writer() -> type:
+    """TensorBoard's event writer for ``--tensorboard``: tensorboardX's, the light one TensorBoard reads."""
+    try:
+        from tensorboardX import SummaryWriter
+    except ImportError:
+        raise ValueError("--tensorboard needs tensorboardX: pip install 'rnnkit[tensorboard]'") from None
+    return SummaryWriter
+
+
+@contextmanager
+def open_events(directory: Optional[str]):
+    if not directory:
+        yield None
+        return
+    try:
+        writer = event_writer()(directory)
+    except OSError as e:
+        raise ValueError(f"--tensorboard {directory}: cannot write there ({e.strerror or e})") from None
+    try:
+        yield writer
+    finally:
+        writer.close()
+
+
+def write_events(writer, record: dict) -> None:
+    """One evaluation record as scalars at its step: ``loss/train``, ``loss/val``, then the rest by name."""
+    step = record["step"]
+    for key, value in record.items():
+        if key in ("step",) or isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        tag = {"train_loss": "loss/train", "val_loss": "loss/val"}.get(key, key.replace("_", "/", 1)
+                                                                        if key.startswith("val_") else key)
+        writer.add_scalar(tag, value, step)
+    writer.flush()
+
+
 # ----------------------------------------------------------------------------- optimisation
 
 def make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -233,6 +271,9 @@ class Trainer:
         epoch = getattr(self.batches, "steps_per_epoch", None) if self.cfg.eval_every_s else None
         self.cadence = Cadence(self.cfg.eval_every, self.cfg.eval_every_s, epoch or math.inf)
         self._stop_signal: Optional[int] = None
+        self._events = None                                  # TensorBoard writer, open during fit
+        if self.cfg.tensorboard and self.world.is_writer:
+            event_writer()                                   # fails here, before a run directory is made
         self._saved_step: Optional[int] = None          # the step of the checkpoint last written by this Trainer
 
     # ------------------------------------------------------------------ state
@@ -313,7 +354,8 @@ class Trainer:
         params = [p for p in self.model.parameters() if p.requires_grad]
         window = _Window(self.progress, self.device)
         record: dict = {}
-        with self._signals(), self._bar() as bar:
+        events = open_events(self.cfg.tensorboard if self.world.is_writer else None)
+        with self._signals(), self._bar() as bar, events as self._events:
             while not self.done():
                 if pause_at is not None and self.progress.step >= pause_at:
                     self._save_open_window(window)
@@ -383,6 +425,8 @@ class Trainer:
         # drops records past its checkpoint and writes them again (a kill the other way round left a gap).
         if self.world.is_writer:
             ckpt.append_metrics(self.run_dir, record)
+            if self._events is not None:
+                write_events(self._events, record)
         self.save(best=improved, metrics={k: v for k, v in record.items() if isinstance(v, (int, float))})
         self.cadence.evaluated(time.perf_counter() - t0)
         self.log(self._describe(record))
