@@ -143,7 +143,7 @@ def test_viz_bad_input_gets_one_line(lm_run, classifier_run, tmp_path, capsys):
         ((tmp_path, "--text", "hi", *out), "not an rnnkit run"),
         ((lm_run, "--text", "", *out), "empty"),
         ((lm_run, "--text-file", huge, *out), "cut it"),
-        ((lm_run, "--text-file", tmp_path / "missing.txt", *out), "cannot read"),
+        ((lm_run, "--text-file", tmp_path / "missing.txt", *out), "no such file"),
         ((lm_run, *out), "one of --text, --text-file or --prompt"),
         ((lm_run, "--text", "a", "--prompt", "b", *out), "not --text and --prompt"),
         ((lm_run, "--text", "a", "--length", "9", *out), "go with --prompt"),

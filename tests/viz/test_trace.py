@@ -80,13 +80,13 @@ def test_gate_saturation_is_a_fraction_per_unit(cell):
 
 def test_surprisal_mean_is_the_librarys_bits_per_char_and_unknown_characters_are_left_out(lm_run):
     lm = load(lm_run)
-    text = "KING RICHARD III:\nWhat say you, sir? Ⅻ ✓ Now, Ⅻ is the winter...\n" * 3
+    text = "KING RICHARD III:\nWhat say you, sir? Ⅻ ✓ Now, Ⅻ is the winter...\n" * 40   # > 2 chunks of 512
     tr = trace_lm(lm.model, lm.vocab, text)
     unknown = [c for c in text if c not in lm.vocab.index]
     assert {"Ⅻ", "✓"} <= set(unknown) and tr.unknown == len(unknown) and len(tr.ids) == len(text) - tr.unknown
     assert all(text[p] in lm.vocab.index for p in tr.positions.tolist())
     ids = lm.vocab.encode(text, skip_unknown=True)
-    assert tr.bits_per_char == pytest.approx(evaluate_stream(lm.model, ids).bits_per_char, rel=1e-6)
+    assert tr.bits_per_char == pytest.approx(evaluate_stream(lm.model, ids, streams=1).bits_per_char, rel=1e-6)
     assert tr.scored == len(ids) - 1
 
 
@@ -98,6 +98,8 @@ def test_bad_texts_get_one_line():
         trace_lm(model, vocab, "a" * 20_001)
     with pytest.raises(TextError, match="vocabulary"):
         trace_lm(model, vocab, "ЖЖЖ")
+    with pytest.raises(TextError, match="fewer than two"):
+        trace_lm(model, vocab, "\n")
 
 
 def test_text_features_by_hand():
@@ -136,5 +138,8 @@ def test_correlations_match_numpy_and_a_planted_unit_ranks_first():
     ranked = rank_units(tr)
     assert ranked[0] == Unit(0, 4, "position in line", pytest.approx(ranked[0].r)) and ranked[0].r > 0.9
     assert [u.name for u in pick_units(tr, ranked, [(0, 2), (0, 4)])] == ["0:2", "0:4"]
+    top = pick_units(tr, ranked, 3)             # in turn from each feature: three features, not one
+    assert top[0] == ranked[0] and len({u.feature for u in top}) == 3
+    assert {u.name for u in pick_units(tr, ranked, 100)} == {f"0:{i}" for i in range(6)}
     with pytest.raises(ValueError, match="not in the model"):
         pick_units(tr, ranked, [(1, 0)])

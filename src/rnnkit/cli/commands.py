@@ -243,6 +243,8 @@ def _viz_text(args: argparse.Namespace, sample: dict) -> tuple[str, str]:
     if extra and "prompt" not in sample:
         raise ValueError(f"{', '.join('--' + k.replace('_', '-') for k in extra)} go with --prompt (generation)")
     if args.text_file is not None:
+        if not Path(args.text_file).is_file():
+            raise ValueError(f"--text-file {args.text_file}: no such file")
         try:
             return Path(args.text_file).read_text(encoding="utf-8"), Path(args.text_file).name
         except (OSError, UnicodeDecodeError) as e:

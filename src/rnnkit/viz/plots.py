@@ -97,9 +97,14 @@ def plot_runs(run_dirs: Sequence[str | Path], out: str | Path, *, names: Optiona
             for ax, xs in zip(axes[1], (steps, times)):
                 ax.plot(xs, acc, color=color, marker="o" if len(records) < 30 else None, ms=3, label=name)
                 ax.plot([xs[b]], [acc[b]], marker="*", ms=12, color=color, mec="black", mew=0.6, ls="none")
+                ax.annotate(f"{acc[b]:.4f}", (xs[b], acc[b]), textcoords="offset points", xytext=(6, -12), fontsize=8)
     if losses and max(losses) / min(losses) > 2:
+        from matplotlib.ticker import FuncFormatter
+        plain = FuncFormatter(lambda v, _: f"{v:g}")        # 0.3, not 3×10⁻¹
         for ax in axes[0]:
             ax.set_yscale("log")
+            ax.yaxis.set_major_formatter(plain)
+            ax.yaxis.set_minor_formatter(plain)
     unit = "nats" if not classifier else "cross-entropy"
     axes[0][0].set_ylabel(f"loss ({unit}{'/char' if not classifier else ''})")
     for ax, xlabel in zip(axes[-1], ("step", f"training time ({'min' if minutes else 's'})")):

@@ -3,9 +3,9 @@ and the model's top predictions for it, every layer's activations (the LSTM's ta
 the fraction of steps each gate unit spends saturated, and a ranking of the units whose activation follows
 simple features of the text (inside quotes, position in the line, ...).
 
-The text is read as one stream from the zero state, as ``evaluate_stream`` scores it: the first character
-has no prediction, characters outside the vocabulary are left out of the stream (and marked), and the mean
-surprisal is that function's bits/char on the same text.
+The text is read as one stream from the zero state, as ``evaluate_stream(..., streams=1)`` scores it: the
+first character has no prediction, characters outside the vocabulary are left out of the stream (and
+marked), and the mean surprisal is that function's bits/char on the same text.
 
 Torch's fused layers return only each layer's output, so the states and gates are recomputed here from the
 layer's weights with the cell's equations (``tests/viz/test_trace.py`` checks them against the fused
@@ -73,6 +73,8 @@ def trace_lm(model, vocab, text: str, *, max_chars: int = MAX_CHARS) -> LMTrace:
     positions = torch.tensor([i for i, c in enumerate(text) if c in vocab.index], dtype=torch.int64)
     if len(positions) == 0:
         raise TextError("none of the text's characters is in the model's vocabulary; nothing to show")
+    if len(positions) < 2:
+        raise TextError("the text has fewer than two characters the model knows: nothing to predict; give more text")
     ids = vocab.encode(text, skip_unknown=True).long()
     model.eval()
     device = next(model.parameters()).device
@@ -221,9 +223,20 @@ def rank_units(tr: LMTrace) -> list[Unit]:
 
 
 def pick_units(tr: LMTrace, ranked: list[Unit], wanted: int | Sequence[tuple[int, int]]) -> list[Unit]:
-    """The ``wanted`` top-ranked units, or the named ``(layer, unit)`` pairs in the order given."""
+    """``wanted`` top-ranked units taken in turn from each feature (the best unit of every feature, then
+    the second best of each, ...: one feature followed by hundreds of units does not crowd out the rest),
+    or the named ``(layer, unit)`` pairs in the order given."""
     if isinstance(wanted, int):
-        return ranked[:wanted]
+        by_feature: dict[Optional[str], list[Unit]] = {}
+        for u in ranked:
+            by_feature.setdefault(u.feature, []).append(u)
+        queues = [by_feature[f] for f in by_feature if f is not None] + [by_feature.get(None, [])]
+        out: list[Unit] = []
+        for i in range(max(map(len, queues), default=0)):
+            out += [q[i] for q in queues if i < len(q)]
+            if len(out) >= wanted:
+                break
+        return out[:wanted]
     by_name = {(u.layer, u.unit): u for u in ranked}
     out = []
     for layer, unit in wanted:

@@ -226,15 +226,15 @@
     const colours = { i: "#1f77b4", f: "#2ca02c", o: "#d62728", r: "#9467bd", z: "#ff7f0e" };
     for (const k of layers) {
       const fig = el("figure");
-      const W = 260, P = 34;
-      const s = svg("svg", { width: W + P + 10, height: W + P + 10, viewBox: "0 0 " + (W + P + 10) + " " + (W + P + 10) });
+      const W = 260, P = 40;
+      const s = svg("svg", { width: W + P + 10, height: W + 50, viewBox: "0 0 " + (W + P + 10) + " " + (W + 50) });
       s.classList.add("scatter");
       svg("rect", { x: P, y: 10, width: W, height: W, fill: "#fff", stroke: "#ccc" }, s);
       svg("line", { x1: P, y1: 10, x2: P + W, y2: 10 + W, stroke: "#ddd" }, s);       // x + y = 1
       for (const t of [0, 0.5, 1]) {
         const tx = svg("text", { x: P + t * W, y: W + 26, "font-size": 10, "text-anchor": "middle", fill: "#666" }, s);
         tx.textContent = String(t);
-        const ty = svg("text", { x: P - 4, y: 10 + (1 - t) * W + 3, "font-size": 10, "text-anchor": "end", fill: "#666" }, s);
+        const ty = svg("text", { x: P - 5, y: 10 + (1 - t) * W + 3, "font-size": 10, "text-anchor": "end", fill: "#666" }, s);
         ty.textContent = String(t);
       }
       for (const g in D.gates[k]) {
@@ -242,9 +242,13 @@
           svg("circle", { cx: P + right * W, cy: 10 + (1 - left) * W, r: 2.2, fill: colours[g] || "#555", "fill-opacity": 0.55 }, s);
         }
       }
+      const xt = svg("text", { x: P + W / 2, y: W + 40, "font-size": 11, "text-anchor": "middle", fill: "#444" }, s);
+      xt.textContent = "fraction right-saturated (> " + D.saturated[1] + ")";
+      const yt = svg("text", { x: 10, y: 10 + W / 2, "font-size": 11, "text-anchor": "middle", fill: "#444",
+                               transform: "rotate(-90 10 " + (10 + W / 2) + ")" }, s);
+      yt.textContent = "fraction left-saturated (< " + D.saturated[0] + ")";
       fig.appendChild(s);
-      fig.appendChild(el("figcaption", "", "layer " + k + ": " + Object.keys(D.gates[k]).map(g => g + " gate").join(", ") +
-        " (" + Object.keys(D.gates[k]).map(g => g + " " + (colours[g] ? "●" : "")).join(" ") + ")"));
+      fig.appendChild(el("figcaption", "", "layer " + k));
       box.appendChild(fig);
     }
     const key = el("div", "legend");
@@ -312,6 +316,10 @@
     const ys = v => (1 - v) * (H - 8) + 4;
     svg("polyline", { points: p.map((v, i) => xs(i).toFixed(1) + "," + ys(v).toFixed(1)).join(" "),
                       fill: "none", stroke: "#2ca02c", "stroke-width": 1.6 }, s);
+    for (const v of [0, 0.5, 1]) {
+      const t = svg("text", { x: 3, y: ys(v) + (v === 1 ? 10 : v === 0 ? -3 : -3), "font-size": 10, fill: "#999" }, s);
+      t.textContent = String(v);
+    }
     const dot = svg("circle", { cx: -10, cy: -10, r: 4, fill: "#1d1d1f" }, s);
     const cap = svg("text", { x: 2, y: H + 13, "font-size": 11, fill: "#666" }, s);
     cap.textContent = "0.5 dashed · " + p.length + " words";
