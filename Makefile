@@ -12,7 +12,7 @@ $(BIN)/python:
 
 $(STAMP): $(BIN)/python pyproject.toml constraints.txt
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -c constraints.txt -e '.[test,onnx,plot,tensorboard]'
+	$(PIP) install -q -c constraints.txt -e '.[test,onnx,plot,tensorboard,serve]'
 	@touch $@
 
 install: $(STAMP)

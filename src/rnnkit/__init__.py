@@ -19,6 +19,16 @@ from .nn.models import CharLM, SequenceClassifier  # noqa: E402
 from .runs import load  # noqa: E402
 from .training.lm import resume, train  # noqa: E402
 
+
+
+def main(argv=None) -> int:
+    """The ``rnnkit`` command: the command line's subcommands, and ``serve`` from the layer beside it."""
+    from .cli import main as cli_main
+    from .serve import command as serve
+
+    return cli_main(argv, commands={"serve": serve})
+
+
 __all__ = ["BeamConfig", "CharLM", "CharVocab", "ClassifierConfig", "ClassifierTrainConfig", "DataConfig", "ModelConfig",
            "SampleConfig", "SequenceClassifier", "TextDataConfig", "TrainConfig", "WordVocab", "classify",
-           "beam_search", "evaluate_stream", "generate", "Hypothesis", "load", "resume", "score_file", "tokenize", "train", "__version__"]
+           "beam_search", "evaluate_stream", "generate", "Hypothesis", "load", "main", "resume", "score_file", "tokenize", "train", "__version__"]

@@ -1,4 +1,4 @@
-"""Layer 6, the command line: ``rnnkit train | eval | sample | export | corpora | classify | plot | viz``. It only parses flags,
+"""Layer 6, the command line: ``rnnkit train | eval | sample | export | corpora | classify | plot | viz | serve``. It only parses flags,
 builds configs and calls the library. Errors a user can fix print one line, ``rnnkit: error: ...``, and
 exit with status 2."""
 
@@ -7,10 +7,12 @@ from __future__ import annotations
 import os
 import re
 import sys
-from typing import Sequence
+from typing import Callable, Mapping, Sequence
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, commands: Mapping[str, Callable] | None = None) -> int:
+    """Run one command. ``commands`` adds the commands of layers beside this one (``serve``), which the
+    package's entry point, ``rnnkit.main``, passes in."""
     from ..checkpoint import CheckpointError
     from ..config import ConfigError
     from ..data.corpus import CorpusError
@@ -20,7 +22,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .parser import build_parser
 
     args = build_parser().parse_args(argv)
-    command = COMMANDS[(args.command, args.classify_command) if args.command == "classify" else args.command]
+    table = {**COMMANDS, **(commands or {})}
+    key = (args.command, args.classify_command) if args.command == "classify" else args.command
+    if key not in table:
+        print(f"rnnkit: error: rnnkit {args.command} runs from the rnnkit command (rnnkit.main), not "
+              f"rnnkit.cli.main", file=sys.stderr)
+        return 2
+    command = table[key]
     try:
         return command(args)
     except TrainingStopped as e:

@@ -51,7 +51,31 @@ def build_parser() -> argparse.ArgumentParser:
     _classify(sub)
     _plot(sub)
     _viz(sub)
+    _serve(sub)
     return p
+
+
+def _serve(sub) -> None:
+    s = sub.add_parser("serve", help="serve runs over HTTP: an OpenAI-style API and a playground page "
+                                     "(needs the serve extra)",
+                       description="Serve trained runs: /v1/completions (OpenAI-style, streaming), /v1/score, "
+                                   "/v1/classify, /v1/models, and a playground page at /. Binds 127.0.0.1 unless "
+                                   "--host says otherwise. Each run is served under its directory's name.")
+    s.add_argument("runs", nargs="+", metavar="RUN", help="run directories (language models and classifiers)")
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s: this machine only)")
+    s.add_argument("--port", type=nonneg_int, default=8000, help="port (default %(default)s; 0 picks a free one)")
+    s.add_argument("--allowed-host", action="append", metavar="NAME",
+                   help="a Host name clients may use besides the bound address (a reverse proxy's name); repeatable")
+    s.add_argument("--api-key", help="require 'Authorization: Bearer KEY' on /v1/ (for use beyond loopback)")
+    s.add_argument("--max-streams", type=positive_int, default=128,
+                   help="generation requests running at once; more get 429 (default %(default)s)")
+    s.add_argument("--max-tokens", type=positive_int, default=10_000,
+                   help="characters one choice may generate (default %(default)s)")
+    s.add_argument("--max-body", type=positive_int, default=1_000_000, help="bytes of a request body (default %(default)s)")
+    s.add_argument("--time-limit", type=duration, default=300.0, help="time one request may run (default 5m)")
+    s.add_argument("--no-batching", action="store_true",
+                   help="step each generation request on its own instead of batching them (for comparison)")
+    s.add_argument("--device", choices=DEVICES, default="cpu")
 
 
 def _plot(sub) -> None:

@@ -1,0 +1,123 @@
+"""Generation for many requests at once: each request's rows (its ``num_samples``) keep their own state,
+logits and generator, and every step advances all active requests with one batched forward step of the
+model (continuous batching: a request joins or leaves between steps).
+
+What a request gets is what ``sampling.generate`` gives for its config and seed when the request is alone
+in the batch: its prompt is read the same way, its draws come from its own generator in the same order,
+and a lone one-row request steps on the fast path's kernels (``fast.Stepper``), as ``rnnkit sample``
+does. When several requests share a step, the batched kernels may round differently from batch-1
+kernels: each row's logits stay within 1e-5 of its solo logits (``tests/serve/test_batching.py``), so a
+greedy text is the same and a sampled one is the same unless a draw falls within that distance of a
+boundary.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from ..config import SampleConfig
+from ..nn.state import join, parts as _parts
+from .fast import Stepper, _fast_step, fast_path_supported
+from .sampling import next_ids, prompt_ids
+
+
+@dataclass
+class Group:
+    """One request's rows: its config, generator, state and the logits of its next character."""
+    cfg: SampleConfig
+    generator: torch.Generator
+    state: object = None                # torch.nn layout: h (L, n, H) or a tuple of such parts
+    logits: Optional[torch.Tensor] = None   # (n, V): the distribution of the next character
+    steps: int = 0                      # characters drawn so far
+    drawn: list = field(default_factory=list)   # (n,) id tensors, one per step
+
+    @property
+    def rows(self) -> int:
+        return self.cfg.num_samples
+
+    @property
+    def done(self) -> bool:
+        return self.steps >= self.cfg.length
+
+
+def start(model, vocab, cfg: SampleConfig, *, warn=None) -> Group:
+    """A request primed on its prompt, as ``generate`` primes it."""
+    device = next(model.parameters()).device
+    generator = torch.Generator(device=device)
+    if cfg.seed is not None:
+        generator.manual_seed(cfg.seed)
+    else:
+        generator.seed()
+    ids = prompt_ids(vocab, cfg.prompt, warn=warn).to(device)
+    with torch.inference_mode():
+        if cfg.num_samples == 1 and fast_path_supported(model):
+            stepper = Stepper(model)
+            logits = stepper.prime(ids)
+            state = stepper.state()
+        else:
+            out, state = model(ids[None].expand(cfg.num_samples, -1), None)
+            logits = out[:, -1]
+    return Group(cfg, generator, state, logits)
+
+
+def draw(group: Group) -> torch.Tensor:
+    """The group's next characters (n,), drawn from its logits with its own generator."""
+    c = group.cfg
+    ids = next_ids(group.logits, temperature=c.temperature, top_k=c.top_k, top_p=c.top_p,
+                   generator=group.generator)
+    group.drawn.append(ids)
+    group.steps += 1
+    return ids
+
+
+@torch.inference_mode()
+def step(model, groups: Sequence[Group], ids: Sequence[torch.Tensor], *, batched: bool = True) -> None:
+    """Feed each group its drawn ``ids`` and set its next logits and state: all groups in one forward step
+    (``batched``), or each in its own (the same kernels a lone request uses)."""
+    if not groups:
+        return
+    if not batched or len(groups) == 1:
+        for g, x in zip(groups, ids):
+            g.logits, g.state = _forward(model, x, g.state)
+        return
+    sizes = [g.rows for g in groups]
+    parts = _parts(groups[0].state)
+    state = join([torch.cat([_parts(g.state)[p] for g in groups], 1) for p in range(len(parts))])
+    logits, state = _forward(model, torch.cat(list(ids)), state)
+    split_logits = logits.split(sizes)
+    split_state = [s.split(sizes, 1) for s in _parts(state)]
+    for i, g in enumerate(groups):
+        g.logits = split_logits[i]
+        g.state = join([s[i] for s in split_state])
+
+
+def _forward(model, ids: torch.Tensor, state):
+    """One character per row: ids (B,) -> logits (B, V), state. A single row on the CPU steps on the fast
+    path's ATen kernels, op for op as ``Stepper.step`` does; anything else is ``model(x, state)``."""
+    if ids.shape[0] == 1 and fast_path_supported(model):
+        return _aten_step(model, ids, state)
+    out, state = model(ids[:, None], state)
+    return out[:, -1], state
+
+
+def _aten_step(model, ids: torch.Tensor, state):
+    rnn = model.rnn
+    cell = _fast_step(rnn)
+    parts = _parts(state)
+    lstm = len(parts) == 2
+    x = F.linear(model.inputs(ids[:, None]), rnn.weight_ih_l0, rnn.bias_ih_l0)[:, 0]
+    hs, cs = [], []
+    for k in range(rnn.num_layers):
+        w = lambda name: getattr(rnn, f"{name}_l{k}")
+        xw = x if k == 0 else F.linear(x, w("weight_ih"), w("bias_ih"))
+        h = parts[0][k]
+        hh = F.linear(h, w("weight_hh"), w("bias_hh"))
+        x, c = cell(hh, xw, h, parts[1][k] if lstm else None)
+        hs.append(x)
+        cs.append(c)
+    new = join([torch.stack(hs)] + ([torch.stack(cs)] if lstm else []))
+    return F.linear(x, model.head.weight, model.head.bias), new
