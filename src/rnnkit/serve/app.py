@@ -5,8 +5,10 @@ checks the Host header (DNS rebinding), the API key and the body size, and adds 
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import math
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -291,7 +293,10 @@ class _Job:
         self.id = f"cmpl-{uuid.uuid4().hex[:24]}"
         self.created = int(time.time())
         self.loop = asyncio.get_running_loop()
-        self.events: asyncio.Queue = asyncio.Queue()
+        self.events: collections.deque = collections.deque()   # (prompt, kind, payload), from the engine thread
+        self.ready = asyncio.Event()
+        self._lock = threading.Lock()
+        self._woken = False                                    # a wake-up is on its way to the event loop
         n = c.configs[0].num_samples
         self.n = n
         self.texts = ["" for _ in range(len(c.prompts) * n)]
@@ -301,8 +306,7 @@ class _Job:
         deadline = time.monotonic() + time_limit
         self.requests = []
         for p, cfg in enumerate(c.configs):
-            emit = (lambda p: lambda kind, payload: self.loop.call_soon_threadsafe(
-                self.events.put_nowait, (p, kind, payload)))(p)
+            emit = (lambda p: lambda kind, payload: self._emit(p, kind, payload))(p)
             self.requests.append(m.engine.submit(GenRequest(cfg, c.stops, c.logprobs, emit, deadline)))
         self.pending = len(self.requests)
 
@@ -310,12 +314,26 @@ class _Job:
         for r in self.requests:
             r.cancel()
 
-    async def events_until_done(self):
+    def _emit(self, p: int, kind: str, payload) -> None:
+        """On the engine thread: queue the event; wake the event loop once for all that queue meanwhile."""
+        with self._lock:
+            self.events.append((p, kind, payload))
+            if self._woken:
+                return
+            self._woken = True
+        self.loop.call_soon_threadsafe(self.ready.set)
+
+    async def batches(self):
+        """Every event that arrived since the last look, in order, until each prompt is done."""
         while self.pending:
-            p, kind, payload = await self.events.get()
-            if kind in ("done", "error", "cancelled"):
-                self.pending -= 1
-            yield p, kind, payload
+            await self.ready.wait()
+            with self._lock:
+                self.ready.clear()
+                self._woken = False
+                got = list(self.events)
+                self.events.clear()
+            self.pending -= sum(kind in ("done", "error", "cancelled") for _, kind, _ in got)
+            yield got
 
     def _apply(self, p: int, kind: str, payload) -> list[dict]:
         """Record an event; the choices it adds to, as stream chunks' choice entries."""
@@ -348,8 +366,9 @@ class _Job:
                 await asyncio.sleep(0.25)
         watcher = asyncio.ensure_future(watch())
         try:
-            async for p, kind, payload in self.events_until_done():
-                self._apply(p, kind, payload)
+            async for got in self.batches():
+                for p, kind, payload in got:
+                    self._apply(p, kind, payload)
         finally:
             watcher.cancel()
 
@@ -358,13 +377,17 @@ class _Job:
         if c.echo:
             yield self._chunk([{"text": c.prompts[i // self.n], "index": i, "logprobs": None, "finish_reason": None}
                                for i in range(len(self.texts))])
-        async for p, kind, payload in self.events_until_done():
-            entries = self._apply(p, kind, payload)
+        async for got in self.batches():            # what arrived together goes out as one chunk
+            entries: dict[int, dict] = {}
+            for p, kind, payload in got:
+                for e in self._apply(p, kind, payload):
+                    old = entries.get(e["index"])
+                    entries[e["index"]] = e if old is None else _merge(old, e)
             if self.error:
                 yield error_body(self.error, "server_error", None, "generation_failed")
                 return
             if entries:
-                yield self._chunk(entries)
+                yield self._chunk(sorted(entries.values(), key=lambda e: e["index"]))
         if c.include_usage:
             yield {**self._chunk([]), "usage": self._usage()}
 
@@ -386,6 +409,16 @@ class _Job:
                 entry["logprobs"] = logprobs_block(self.items[i], len(head))
             choices.append(entry)
         return {**self._chunk(choices), "usage": self._usage()}
+
+
+def _merge(a: dict, b: dict) -> dict:
+    """Two consecutive stream entries of one choice as one."""
+    out = {**a, "text": a["text"] + b["text"], "finish_reason": b["finish_reason"] or a["finish_reason"]}
+    if a["logprobs"] and b["logprobs"]:
+        out["logprobs"] = {k: a["logprobs"][k] + b["logprobs"][k] for k in a["logprobs"]}
+    elif b["logprobs"]:
+        out["logprobs"] = b["logprobs"]
+    return out
 
 
 def _asset(name: str) -> bytes:
