@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from ..config import SampleConfig
 from ..nn.state import join, parts as _parts
 from .fast import Stepper, _fast_step, fast_path_supported
-from .sampling import next_ids, prompt_ids
+from .sampling import next_ids, prompt_ids, seeded_generator
 
 
 @dataclass
@@ -47,11 +47,7 @@ class Group:
 def start(model, vocab, cfg: SampleConfig, *, warn=None) -> Group:
     """A request primed on its prompt, as ``generate`` primes it."""
     device = next(model.parameters()).device
-    generator = torch.Generator(device=device)
-    if cfg.seed is not None:
-        generator.manual_seed(cfg.seed)
-    else:
-        generator.seed()
+    generator = seeded_generator(device, cfg.seed)
     ids = prompt_ids(vocab, cfg.prompt, warn=warn).to(device)
     with torch.inference_mode():
         if cfg.num_samples == 1 and fast_path_supported(model):

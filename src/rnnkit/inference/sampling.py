@@ -84,6 +84,16 @@ def prompt_ids(vocab: CharVocab, prompt: str, *, warn: Callable[[str], None] | N
     return ids
 
 
+def seeded_generator(device: torch.device, seed: Optional[int]) -> torch.Generator:
+    """Sampling's own generator: seeded with ``seed``, or from the OS when it is None."""
+    generator = torch.Generator(device=device)
+    if seed is not None:
+        generator.manual_seed(seed)
+    else:
+        generator.seed()
+    return generator
+
+
 # ----------------------------------------------------------------------------- generate
 
 @torch.inference_mode()
@@ -102,11 +112,7 @@ def generate(model, vocab: CharVocab, cfg: SampleConfig, *,
     """
     model.eval()
     device = next(model.parameters()).device
-    generator = torch.Generator(device=device)
-    if cfg.seed is not None:
-        generator.manual_seed(cfg.seed)
-    else:
-        generator.seed()
+    generator = seeded_generator(device, cfg.seed)
     ids = prompt_ids(vocab, cfg.prompt, warn=warn).to(device)
     n = cfg.num_samples
     drawn: list[torch.Tensor] = []                                 # one (N,) tensor per step

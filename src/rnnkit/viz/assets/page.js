@@ -42,6 +42,15 @@
     h.appendChild(meta);
     document.body.appendChild(h);
   }
+  function hoverPanel(side, title, hint) {   // the side panel that shows what the pointer is on
+    const panel = el("div", "panel");
+    panel.id = "hover";
+    panel.appendChild(el("h2", "", title));
+    const body = el("div", "", hint);
+    panel.appendChild(body);
+    side.appendChild(panel);
+    return body;
+  }
   function heat(v) {                      // surprisal in bits -> background; 0 clear, 6+ deep red
     const a = Math.min(Math.max(v, 0), 6) / 6;
     return "rgba(214, 39, 40, " + (0.85 * a).toFixed(3) + ")";
@@ -136,12 +145,7 @@
     closeLine();
 
     // side: the character under the pointer, the best unit per feature
-    const hover = el("div", "panel");
-    hover.id = "hover";
-    hover.appendChild(el("h2", "", "character"));
-    const hoverBody = el("div", "", "Point at a character.");
-    hover.appendChild(hoverBody);
-    side.appendChild(hover);
+    const hoverBody = hoverPanel(side, "character", "Point at a character.");
     if (D.features.length) {
       const f = el("div", "panel");
       f.appendChild(el("h2", "", "units that follow the text"));
@@ -325,12 +329,7 @@
     cap.textContent = "0.5 dashed · " + p.length + " words";
     chartBox.appendChild(s);
     side.appendChild(chartBox);
-    const hover = el("div", "panel");
-    hover.id = "hover";
-    hover.appendChild(el("h2", "", "word"));
-    const body = el("div", "", "Point at a word.");
-    hover.appendChild(body);
-    side.appendChild(hover);
+    const body = hoverPanel(side, "word", "Point at a word.");
     const all = el("div", "panel");
     all.appendChild(el("h2", "", "whole text"));
     D.labels.forEach((lab, k) => {
