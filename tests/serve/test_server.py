@@ -249,3 +249,34 @@ def test_a_bounded_load_loses_nothing(server):
     texts = asyncio.run(go())
     assert len(texts) == 64 and all(len(t) == 40 for t in texts)
     assert not math.isnan(len(set(texts)))
+
+
+def test_a_request_past_the_time_limit_ends_with_an_error(lm_run):
+    with running([lm_run], limits=Limits(time_limit=0.2, max_tokens=1_000_000)) as (url, srv):
+        body = {"model": "lm", "prompt": "A", "max_tokens": 1_000_000}
+        r = httpx.post(f"{url}/v1/completions", json=body, timeout=30)
+        assert r.status_code == 500 and "time limit" in r.json()["error"]["message"]
+        events = sse(httpx.post(f"{url}/v1/completions", json={**body, "stream": True}, timeout=30).text)
+        assert "time limit" in events[-2]["error"]["message"] and events[-1] == "[DONE]"
+        assert srv.models["lm"].engine.count == 0
+
+
+def test_rnnkit_serve_from_the_command_line(lm_run, classifier_run, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    bad = subprocess.run([sys.executable, "-m", "rnnkit", "serve", str(tmp_path / "missing"), "--port", "0"],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "no such run directory" in bad.stderr
+    proc = subprocess.Popen([sys.executable, "-m", "rnnkit", "serve", str(lm_run), str(classifier_run), "--port", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        assert "serving lm, clf on http://127.0.0.1:" in line
+        url = "http://" + line.split("http://")[1].split("/")[0]
+        assert httpx.get(f"{url}/healthz", timeout=10).json()["models"] == ["lm", "clf"]
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=20) in (0, 130)
+        assert "Traceback" not in proc.stderr.read()
+    finally:
+        proc.kill()
