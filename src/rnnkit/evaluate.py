@@ -18,7 +18,8 @@ from .nn.state import select_rows
 
 @torch.inference_mode()
 def evaluate_stream(model, ids: torch.Tensor, *, streams: int = 32, chunk: int = 512,
-                    precision: str = "fp32", max_chars: Optional[int] = None) -> LMScore:
+                    precision: str = "fp32", max_chars: Optional[int] = None,
+                    part: tuple[int, int] = (0, 1)) -> LMScore:
     """Score every character of ``ids`` after the first, each given all the text before it.
 
     The text is cut into ``streams`` contiguous rows evaluated side by side (for speed), each carrying
@@ -27,6 +28,9 @@ def evaluate_stream(model, ids: torch.Tensor, *, streams: int = 32, chunk: int =
 
     ``max_chars`` scores about that many characters only (a quick check during training): the beginning of
     every row, so the sample is spread evenly over the whole text rather than taken from its start.
+
+    ``part=(k, n)`` scores only the k-th of n contiguous groups of rows (the group with the last row also
+    takes the leftover characters): the n parts' sums add up to the whole (a distributed run sums them over its processes).
     """
     device = next(model.parameters()).device
     was_training = model.training
@@ -43,8 +47,17 @@ def evaluate_stream(model, ids: torch.Tensor, *, streams: int = 32, chunk: int =
         length = max(1, min(length, max_chars // streams))
         x, y, tail = x[:, :length], y[:, :length], ids[:0]
         n = streams * length
+    k, parts = part
+    mine = torch.arange(streams).tensor_split(parts)[k] if parts > 1 else None
+    if mine is not None:                                            # this part's rows; the tail: the last part's
+        x, y = x[mine], y[mine]
+        tail = tail if k == min(parts, streams) - 1 else ids[:0]   # the part that holds the last row
+        n = len(mine) * length + max(len(tail) - 1, 0)
     total = torch.zeros((), dtype=torch.float64, device=device)
     state = None
+    if len(x) == 0:
+        model.train(was_training)
+        return LMScore(0.0, n)
     try:
         with autocast(device, precision):
             for i in range(0, length, chunk):
@@ -54,7 +67,7 @@ def evaluate_stream(model, ids: torch.Tensor, *, streams: int = 32, chunk: int =
                 total += F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), yb.reshape(-1),
                                          reduction="sum").double()
             if len(tail) > 1:
-                last = select_rows(state, slice(streams - 1, streams))
+                last = select_rows(state, slice(len(x) - 1, len(x)))
                 for i in range(0, len(tail) - 1, chunk):
                     j = min(i + chunk, len(tail) - 1)
                     xb = tail[i:j][None].to(device, torch.long)

@@ -32,7 +32,8 @@ def main(argv: Sequence[str] | None = None, commands: Mapping[str, Callable] | N
     try:
         return command(args)
     except TrainingStopped as e:
-        print(f"rnnkit: {e}", file=sys.stderr)
+        if os.environ.get("RANK", "0") == "0":     # a distributed run: one line, from rank 0
+            print(f"rnnkit: {e}", file=sys.stderr)
         return e.exit_code
     except BrokenPipeError:  # e.g. `rnnkit sample ... | head`: stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -19,7 +19,7 @@ def _warn(msg: str) -> None:
 
 
 def _train_or_resume(args: argparse.Namespace, resume, train, data_cls: type, model_cls: type, train_cls: type,
-                     auto: tuple[str, ...]):
+                     auto: tuple[str, ...], resumable: tuple[str, ...] = ()):
     """A training command: ``--resume RUN`` with only budget flags, or a new run from the defaults, a
     ``--config`` file and the flags; the fields of ``auto`` that neither sets are left to the recipe.
     Returns the library's summary."""
@@ -45,6 +45,10 @@ def _train_or_resume(args: argparse.Namespace, resume, train, data_cls: type, mo
     name = getattr(data, "corpus", None) or (Path(data.path).stem if data_cls is DataConfig
                                              else Path(data.path.rstrip("/")).name.split(".")[0] or "classifier")
     out = getattr(args, "out", None) or toml.get("out") or f"runs/{name}"
+    from ..training.distributed import restarted
+    if restarted() and (Path(out) / "state.pt").exists():   # torchrun restarted the workers: go on from there
+        fields = {k: v for k, v in given.get("train", {}).items() if k in resumable}
+        return _then_plot(out, lambda: resume(out, overrides=fields, data_path=args.path, quiet=args.quiet))
     set_by_user = {k for s in ("data", "model", "train") for k in (*given.get(s, {}), *toml.get(s, {}))}
     return _then_plot(out, lambda: train(data, model, cfg, out, auto=tuple(f for f in auto if f not in set_by_user),
                                          overwrite=args.overwrite, quiet=args.quiet))
@@ -69,10 +73,13 @@ def _then_plot(run_dir: str, run):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from ..training.lm import resume, train
+    from ..training.lm import RESUMABLE_FIELDS, resume, train
     from ..training.recipes import LM_FIELDS
 
-    summary = _train_or_resume(args, resume, train, DataConfig, ModelConfig, TrainConfig, LM_FIELDS)
+    summary = _train_or_resume(args, resume, train, DataConfig, ModelConfig, TrainConfig, LM_FIELDS,
+                               RESUMABLE_FIELDS)
+    if os.environ.get("RANK", "0") != "0":      # a distributed run: rank 0 says how it went
+        return 0
     if args.json:
         print(json.dumps(summary))
         return 0

@@ -74,7 +74,7 @@ class ClassifierJob:
     auto: tuple[str, ...] = ()            # fields the recipe chooses (recipes.CLASSIFIER_FIELDS)
 
     def prepare(self, resumed: Optional[lifecycle.Resumed], device: torch.device,
-                run_dir: Path) -> lifecycle.Prepared:
+                run_dir: Path, world=None) -> lifecycle.Prepared:
         cfg, data_cfg, model_cfg = self.train, self.data, self.model
         auto = () if resumed else tuple(self.auto)      # a resumed run keeps the recipe it started with
         t_read = time.perf_counter()
@@ -197,6 +197,7 @@ def train(data: TextDataConfig, model: Optional[ClassifierConfig], train: Option
         train = ClassifierTrainConfig(**dataclasses.asdict(train))
     if patience is not None:
         train = dataclasses.replace(train, patience=patience)
+    _one_process()
     return lifecycle.start(ClassifierJob(data, model, train, auto), out, overwrite=overwrite, quiet=quiet,
                            pause_at=pause_at, log=log)
 
@@ -212,4 +213,12 @@ def resume(out: str | Path, *, overrides: Optional[dict] = None, data_path: Opti
     if data_path is not None:
         data = dataclasses.replace(data, path=data_path)      # a moved file: fine if the texts are the same
     model = from_dict(ClassifierConfig, run["model"], source=f"{out}/run.json model")
+    _one_process()
     return lifecycle.resume(ClassifierJob(data, model, cfg), out, run, quiet=quiet, pause_at=pause_at, log=log)
+
+
+def _one_process() -> None:
+    from .distributed import launched
+    if launched():
+        raise ValueError("rnnkit classify train runs in one process; data-parallel training across processes "
+                         "(torchrun) is for language models, rnnkit train, for now")

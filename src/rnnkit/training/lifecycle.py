@@ -15,6 +15,7 @@ import math
 import os
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Protocol
@@ -26,6 +27,7 @@ from .._version import __version__
 from ..config import TrainConfig, from_dict
 from ..nn.device import precision_warning, resolve_device
 from ..runs import read_task_run
+from . import distributed
 from .trainer import Task, Trainer, TrainingStopped, World
 
 
@@ -58,7 +60,8 @@ class Job(Protocol):
     resumable: tuple[str, ...]            # TrainConfig fields a resumed run may change
     train: TrainConfig
 
-    def prepare(self, resumed: Optional[Resumed], device: torch.device, run_dir: Path) -> Prepared: ...
+    def prepare(self, resumed: Optional[Resumed], device: torch.device, run_dir: Path,
+                world: World) -> Prepared: ...
     def fit(self, trainer: Trainer, pause_at: Optional[int], say: Callable[[str], None]) -> bool: ...
     def finished(self, trainer: Trainer) -> Optional[str]: ...   # why a resumed run has nothing left, or None
     def summary(self, trainer: Trainer, prepared: Prepared, stopped_early: bool) -> dict: ...
@@ -68,9 +71,20 @@ def start(job: Job, out: str | Path, *, overwrite: bool = False, quiet: bool = F
           pause_at: Optional[int] = None, log: Callable[[str], None] | None = None,
           world: World = World()) -> dict:
     """Train ``job`` as a new run in ``out``; returns the task's final summary (or a ``paused`` one)."""
-    ckpt.check_run_dir(out, overwrite=overwrite)    # refuse early; replace an old run only once the data is good
-    with ckpt.run_lock(out):
+    if world.is_writer:                             # refuse early; replace an old run only once the data is good
+        ckpt.check_run_dir(out, overwrite=overwrite)
+    with _writer_lock(out, world):
         return _run(job, Path(out), None, overwrite=overwrite, quiet=quiet, pause_at=pause_at, log=log, world=world)
+
+
+@contextmanager
+def _writer_lock(out, world: World):
+    """The run directory's lock, held by the writing process for the whole job."""
+    if not world.is_writer:
+        yield
+        return
+    with ckpt.run_lock(out):
+        yield
 
 
 def read_resumable(out: str | Path, task: str, what: str, overrides: Optional[dict],
@@ -88,7 +102,7 @@ def read_resumable(out: str | Path, task: str, what: str, overrides: Optional[di
 def resume(job: Job, out: str | Path, run: dict, *, quiet: bool = False, pause_at: Optional[int] = None,
            log: Callable[[str], None] | None = None, world: World = World()) -> dict:
     """Continue the run in ``out`` (its run.json is ``run``) exactly where its last checkpoint left it."""
-    with ckpt.run_lock(out):
+    with _writer_lock(out, world):
         state = ckpt.load_state(Path(out) / ckpt.STATE)
         return _run(job, Path(out), Resumed(run, state), quiet=quiet, pause_at=pause_at, log=log, world=world)
 
@@ -101,16 +115,20 @@ def set_threads(threads: Optional[int]) -> None:
 
 def _run(job: Job, run_dir: Path, resumed: Optional[Resumed], *, quiet: bool, pause_at: Optional[int],
          log: Callable[[str], None] | None, world: World, overwrite: bool = False) -> dict:
-    say = log or (lambda msg: print(msg, file=sys.stderr))
-    set_threads(job.train.threads)
-    device = resolve_device(job.train.device)
-    prepared = job.prepare(resumed, device, run_dir)
+    say = (log or (lambda msg: print(msg, file=sys.stderr))) if world.is_writer else (lambda msg: None)
+    if world.size > 1:                              # each process its share of the cores, its own GPU
+        set_threads(job.train.threads or distributed.threads_per_process())
+        device = getattr(world, "device", None) or resolve_device(job.train.device)
+    else:
+        set_threads(job.train.threads)
+        device = resolve_device(job.train.device)
+    prepared = job.prepare(resumed, device, run_dir, world)
     if resumed and prepared.fingerprint != resumed.run.get("data_fingerprint"):
         raise ValueError(f"the text of {prepared.source} differs from the text this run was trained on; "
                          f"resume with the same data, or start a new run with --out")
     trainer = Trainer(prepared.model, prepared.task, prepared.batches, prepared.cfg, run_dir, device,
                       total_steps=prepared.total_steps, quiet=quiet, world=world,
-                      **({"log": log} if log else {}))       # evaluation lines go where the caller's lines go
+                      **({"log": say} if log or not world.is_writer else {}))       # evaluation lines go where the caller's lines go
     if resumed:
         _restore(trainer, resumed.state, run_dir, world)
         why = job.finished(trainer)

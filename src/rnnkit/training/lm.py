@@ -22,8 +22,9 @@ from ..nn.models import CharLM
 from ..nn.recurrent import effective_backend
 from ..nn.state import detach_state, from_plain, to_plain
 from ..data.vocab import CharVocab
-from . import lifecycle, recipes
-from .trainer import Trainer
+from ..metrics import LMScore
+from . import distributed, lifecycle, recipes
+from .trainer import Trainer, World
 
 DEFAULT_TIME_BUDGET = 600.0   # seconds, when no --steps/--epochs/--time-budget is given
 RESUMABLE_FIELDS = ("steps", "epochs", "time_budget", "eval_every", "eval_every_s", "eval_chars", "device", "threads",
@@ -49,8 +50,10 @@ class LMTask:
     unit = "chars"
     command = "rnnkit train"
 
-    def __init__(self, val: torch.Tensor, device: torch.device, precision: str, eval_chars: Optional[int]):
+    def __init__(self, val: torch.Tensor, device: torch.device, precision: str, eval_chars: Optional[int],
+                 world: World = World(), batch_size: int = 0):
         self.val, self.device, self.precision, self.eval_chars = val, device, precision, eval_chars
+        self.world, self.batch_size = world, batch_size      # across processes: this one's rows of the state
         self.state = None
 
     def loss(self, model, batch) -> torch.Tensor:
@@ -64,14 +67,19 @@ class LMTask:
         return batch.x.numel()
 
     def evaluate(self, model) -> dict:
-        score = evaluate_stream(model, self.val, precision=self.precision, max_chars=self.eval_chars)
+        w = self.world
+        score = evaluate_stream(model, self.val, precision=self.precision, max_chars=self.eval_chars,
+                                part=(w.rank, w.size))
+        if w.size > 1:                          # each process scored its share of the rows: add them up
+            score = LMScore(*w.sum([score.nats, float(score.chars)]))
         return {"val_loss": score.nats_per_char, "val_bpc": score.bits_per_char}
 
-    def state_dict(self) -> dict:
-        return {"state": to_plain(self.state)}
+    def state_dict(self) -> dict:               # the carried state in the single-process layout
+        return {"state": to_plain(distributed.gather_rows(self.state, self.world))}
 
     def load_state_dict(self, state: dict) -> None:
-        self.state = from_plain(state["state"], self.device)
+        plain = distributed.own_rows(state["state"], self.world, self.batch_size)
+        self.state = from_plain(plain, self.device)
 
 
 @dataclass(frozen=True)
@@ -87,7 +95,7 @@ class LMJob:
     auto: tuple[str, ...] = ()            # fields the recipe chooses (recipes.LM_FIELDS); the others are given
 
     def prepare(self, resumed: Optional[lifecycle.Resumed], device: torch.device,
-                run_dir: Path) -> lifecycle.Prepared:
+                run_dir: Path, world: World = World()) -> lifecycle.Prepared:
         cfg = self.train
         t_read = time.perf_counter()
         data: LMData = prepare_data(self.data, CharVocab.from_dict(resumed.run["vocab"]) if resumed else None)
@@ -98,12 +106,15 @@ class LMJob:
         recipe = None
         if not resumed:                                 # a resumed run keeps the recipe it started with
             auto = tuple(self.auto) + (("lr",) if cfg.lr is None and "lr" not in self.auto else ())
-            model_cfg, cfg, recipe = recipes.choose_lm(model_cfg, cfg, auto, train_chars=len(data.train),
-                                                       device=device)
+            if world.is_writer:                         # it times steps: chosen once, by rank 0, for all
+                chosen = recipes.choose_lm(model_cfg, cfg, auto, train_chars=len(data.train), device=device)
+            model_cfg, cfg, recipe = distributed.first_rank(world, chosen if world.is_writer else None)
         torch.manual_seed(cfg.seed)
         model = CharLM(model_cfg).to(device)
         batches = make_batches(cfg.batching, data.train, cfg.batch_size, cfg.seq_len, seed=cfg.seed,
                                fixed_grid=cfg.fixed_grid)
+        if world.size > 1:                              # this process's streams of every batch
+            batches = distributed.ShardedBatches(batches, world, cfg.batch_size)
         total = lifecycle.steps_budget(cfg, batches.steps_per_epoch)
         budget = ", ".join(b for b in (f"{total} steps" if total else "",
                                        f"{cfg.time_budget:g}s of training" if cfg.time_budget else "") if b)
@@ -114,7 +125,8 @@ class LMJob:
             f"model: {m.num_layers}x{m.hidden_size} {m.cell} ({effective_backend(m.cell, m.backend)}), "
             f"{'embedding ' + str(m.embed_size) if m.embed_size else 'one-hot input'}, "
             f"{model.num_parameters():,} parameters on {device}, {cfg.precision}",
-            f"training: {cfg.batching} batches {cfg.batch_size}x{cfg.seq_len}, {cfg.optimizer} lr {cfg.lr:g} "
+            f"training: {cfg.batching} batches {cfg.batch_size}x{cfg.seq_len}"
+            f"{f' over {world.size} processes' if world.size > 1 else ''}, {cfg.optimizer} lr {cfg.lr:g} "
             f"({cfg.schedule}), clip {cfg.clip:g}; budget {budget}; run directory {run_dir}"]
         if recipe is not None and recipe.auto:
             describe_lines.insert(0, recipe.line())
@@ -122,7 +134,8 @@ class LMJob:
         if recipe is not None:                          # new runs only: a resumed run's run.json stays as it is
             record["recipe"] = recipe.to_dict()
         return lifecycle.Prepared(
-            model, LMTask(data.val, device, cfg.precision, cfg.eval_chars), batches, cfg, total, record,
+            model, LMTask(data.val, device, cfg.precision, cfg.eval_chars, world, cfg.batch_size), batches, cfg,
+            total, record,
             data.fingerprint, describe(self.data), describe_lines, data)
 
     def fit(self, trainer: Trainer, pause_at: Optional[int], say) -> bool:
@@ -170,7 +183,7 @@ def train(data: DataConfig, model: Optional[ModelConfig], train: Optional[TrainC
     if train.steps is None and train.epochs is None and train.time_budget is None:
         train = dataclasses.replace(train, time_budget=DEFAULT_TIME_BUDGET)
     return lifecycle.start(LMJob(data, model, train, auto), out, overwrite=overwrite, quiet=quiet,
-                           pause_at=pause_at, log=log)
+                           pause_at=pause_at, log=log, world=distributed.init(train.device))
 
 
 def resume(out: str | Path, *, overrides: Optional[dict] = None, data_path: Optional[str] = None,
@@ -185,4 +198,5 @@ def resume(out: str | Path, *, overrides: Optional[dict] = None, data_path: Opti
     if data_path is not None and data.path is not None and Path(data_path).resolve() != Path(data.path).resolve():
         data = dataclasses.replace(data, path=data_path)  # moved file: allowed if the text is the same
     model = from_dict(ModelConfig, run["model"], source=f"{out}/run.json model")
-    return lifecycle.resume(LMJob(data, model, cfg), out, run, quiet=quiet, pause_at=pause_at, log=log)
+    return lifecycle.resume(LMJob(data, model, cfg), out, run, quiet=quiet, pause_at=pause_at, log=log,
+                            world=distributed.init(cfg.device))

@@ -53,7 +53,8 @@ class TrainingStopped(RuntimeError):
 @dataclass(frozen=True)
 class World:
     """The processes training one model. A single process is the whole world and the writer; a
-    distributed run gives each process its rank, and only rank 0 writes the run directory."""
+    distributed run (``distributed.ProcessGroupWorld``) gives each process its rank, and only rank 0 writes
+    the run directory. The collectives below are what the trainer shares; here they are the identity."""
     rank: int = 0
     size: int = 1
     barrier: Callable[[], None] = lambda: None
@@ -61,6 +62,21 @@ class World:
     @property
     def is_writer(self) -> bool:
         return self.rank == 0
+
+    def max(self, values: list[float]) -> list[float]:
+        """The element-wise maximum over the processes (a decision taken once: time spent, a stop)."""
+        return values
+
+    def sum(self, values: list[float]) -> list[float]:
+        return values
+
+    def gather(self, obj):
+        """Every process's ``obj``, in rank order (on every process)."""
+        return [obj]
+
+    def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
+        """The model the training step calls (DistributedDataParallel across processes)."""
+        return model
 
 
 # ----------------------------------------------------------------------------- TensorBoard
@@ -287,7 +303,8 @@ class Trainer:
             "batches": self.batches.state_dict(),
             "task": self.task.state_dict(),
             "rng": {"torch": torch.get_rng_state(),
-                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
+                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+                    **({"ranks": self.world.gather(torch.get_rng_state())} if self.world.size > 1 else {})},
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -298,11 +315,14 @@ class Trainer:
         self.progress = Progress.from_dict(state["progress"])
         self.batches.load_state_dict(state["batches"])
         self.task.load_state_dict(state["task"])
-        torch.set_rng_state(state["rng"]["torch"])
+        ranks = state["rng"].get("ranks")            # every process's, saved by a distributed run
+        torch.set_rng_state(ranks[self.world.rank] if ranks and len(ranks) == self.world.size
+                            else state["rng"]["torch"])
         if state["rng"].get("cuda") and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
 
     def save(self, *, best: bool = False, metrics: Optional[dict] = None) -> None:
+        state = self.state_dict()                   # every process: a distributed run gathers its parts here
         if self.world.is_writer:
             meta = {"step": self.progress.step, **({"metrics": metrics} if metrics else {})}
             weights = self.model.state_dict()
@@ -311,7 +331,7 @@ class Trainer:
                 ckpt.save_weights(self.run_dir / ckpt.BEST, weights, meta)
             # state.pt last: it is the commit point. A kill before it leaves the previous state, from which the
             # resumed run redoes these steps and rewrites the weights (and best) exactly as they are now.
-            ckpt.save_state(self.run_dir / ckpt.STATE, self.state_dict())
+            ckpt.save_state(self.run_dir / ckpt.STATE, state)
         self.world.barrier()
         self._saved_step = self.progress.step
 
@@ -350,7 +370,8 @@ class Trainer:
         continues the same schedule, so the losses equal those of an uninterrupted run.
         """
         self.model.train()
-        step_model = compiled(self.model) if self.cfg.compile else self.model   # evaluation stays eager
+        wrapped = self.world.wrap(self.model)    # DistributedDataParallel across processes: averaged gradients
+        step_model = compiled(wrapped) if self.cfg.compile else wrapped         # evaluation stays eager
         params = [p for p in self.model.parameters() if p.requires_grad]
         window = _Window(self.progress, self.device)
         record: dict = {}
@@ -384,14 +405,20 @@ class Trainer:
         p = self.progress
         window.add(loss)
         p.step += 1
-        p.units += self.task.units(batch)
+        p.units += self.task.units(batch) * self.world.size
         if self.device.type == "cuda" and p.step % SYNC_EVERY == 0:
             torch.cuda.synchronize()            # so that train_time measures the GPU's work, not its queue
         p.train_time += time.perf_counter() - t0
+        if self.world.size > 1:                 # decided once for all: the time spent, a signal to one process
+            p.train_time, stop = self.world.max([p.train_time, float(self._stop_signal is not None)])
+            if stop and self._stop_signal is None:
+                self._stop_signal = signal.SIGTERM
 
     def _check_finite(self, window: _Window) -> None:
         """Stop at a non-finite training loss, naming its step; the last good checkpoint stays."""
         bad = window.bad_step()
+        if self.world.size > 1 and self.world.max([0.0 if bad is None else 1.0])[0] and bad is None:
+            bad = (self.progress.step, math.nan)            # another process's loss: all stop together
         if bad is not None:
             step, value = bad
             raise TrainingStopped(f"loss became {value} at step {step}; stopped. {self._kept()} "
@@ -400,6 +427,8 @@ class Trainer:
     def _evaluate(self, window: _Window) -> Optional[dict]:
         """Validate, log a metrics record and checkpoint (best weights too when validation improved)."""
         train_loss = window.mean()
+        if self.world.size > 1:                 # the mean over every process's rows
+            train_loss = self.world.sum([train_loss])[0] / self.world.size
         if not math.isfinite(train_loss):
             return None                         # _check_finite stops the run at its next call
         t0 = time.perf_counter()
@@ -437,6 +466,8 @@ class Trainer:
         if self._saved_step == self.progress.step:
             return                              # an evaluation at this very step has just saved all of it
         window.sync()
+        if self.world.size > 1:                 # the saved window is every process's mean, as logged
+            self.progress.window_loss = self.world.sum([self.progress.window_loss])[0] / self.world.size
         self.save()
 
     def _stop_on_signal(self, window: _Window) -> None:
