@@ -145,13 +145,24 @@ def test_sigterm_saves_a_checkpoint_that_resumes_exactly_and_at_another_world_si
     assert val_losses(run)[-1][0] == 1300
 
 
-def test_a_batch_that_does_not_divide_and_a_classifier_get_one_line(corpus, tmp_path):
+def test_a_batch_that_does_not_divide_gets_one_line(corpus, tmp_path):
     r = torchrun("train", corpus, *FLAGS, "--batch-size", "7", "--steps", "3", "--out", tmp_path / "x")
     assert r.returncode != 0 and "--batch-size 7 does not divide among 2 processes" in r.stderr
     assert not (tmp_path / "x").exists()
+
+
+def test_a_classifier_trains_over_two_processes_as_in_one_with_an_uneven_batch(tmp_path):
     from conftest import FIXTURES
-    r = torchrun("classify", "train", FIXTURES / "reviews.csv", "--steps", "2", "--out", tmp_path / "c")
-    assert r.returncode != 0 and "rnnkit: error: rnnkit classify train runs in one process" in r.stderr
+    flags = ["classify", "train", FIXTURES / "reviews.csv", "--cell", "gru", "--embed-size", "8", "--hidden-size", "8",
+             "--bidirectional", "--pooling", "mean", "--dropout", "0", "--batch-size", "7", "--steps", "12",
+             "--seed", "3", "--device", "cpu", "--quiet", "--min-freq", "1"]
+    r = torchrun(*flags, "--out", tmp_path / "two")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.count("validation:") == 1 and "over 2 processes" in r.stderr
+    assert one(*flags, "--out", tmp_path / "one", "--threads", "1").returncode == 0
+    assert max_diff(weights(tmp_path / "two"), weights(tmp_path / "one")) < 1e-5      # 7 rows: 4 + 3
+    (s2, v2), (s1, v1) = zip(*val_losses(tmp_path / "two")), zip(*val_losses(tmp_path / "one"))
+    assert s2 == s1 and v2 == pytest.approx(v1, abs=1e-6)
 
 
 @pytest.mark.slow

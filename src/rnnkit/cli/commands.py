@@ -173,11 +173,13 @@ def cmd_corpora(args: argparse.Namespace) -> int:
 
 
 def cmd_classify_train(args: argparse.Namespace) -> int:
-    from ..training.classifier import resume, train
+    from ..training.classifier import RESUMABLE_FIELDS, resume, train
     from ..training.recipes import CLASSIFIER_FIELDS
 
     summary = _train_or_resume(args, resume, train, TextDataConfig, ClassifierConfig, ClassifierTrainConfig,
-                               CLASSIFIER_FIELDS)
+                               CLASSIFIER_FIELDS, RESUMABLE_FIELDS)
+    if os.environ.get("RANK", "0") != "0":      # a distributed run: rank 0 says how it went
+        return 0
     if args.json:
         print(json.dumps(summary))
     elif summary.get("paused"):

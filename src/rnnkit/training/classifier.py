@@ -19,9 +19,10 @@ from ..data.labelled import ClassifyData, prepare_data
 from ..data.padded import BucketBatches, PaddedBatch
 from ..data.words import WordVocab
 from ..evaluate import score
+from ..metrics import ClassifyScore
 from ..nn.models import SequenceClassifier
-from . import lifecycle, recipes
-from .trainer import Trainer
+from . import distributed, lifecycle, recipes
+from .trainer import Trainer, World
 
 # With no budget given and no recipe for the epochs: DEFAULT_EPOCHS, but at least DEFAULT_MIN_STEPS steps (a
 # small data set needs more passes; the best validation weights are kept, so extra epochs cost time, not
@@ -40,18 +41,36 @@ class ClassifyTask:
     select = "val_error"       # best weights and patience by validation accuracy: the loss rises (the model
                                # grows overconfident) an epoch or two before the accuracy stops improving
 
-    def __init__(self, val_seqs: list[torch.Tensor], val_labels: torch.Tensor, device: torch.device, precision: str):
+    def __init__(self, val_seqs: list[torch.Tensor], val_labels: torch.Tensor, device: torch.device, precision: str,
+                 world: World = World()):
         self.val_seqs, self.val_labels, self.device, self.precision = val_seqs, val_labels, device, precision
+        self.world = world
 
-    def loss(self, model, batch: PaddedBatch) -> torch.Tensor:
+    def loss(self, model, batch) -> torch.Tensor:
+        if isinstance(batch, distributed.Shard):         # this process's rows of the global batch
+            b = batch.batch
+            logits = model(b.tokens.to(self.device, non_blocking=True), b.lengths)
+            nll = F.cross_entropy(logits.float(), b.labels.to(self.device, non_blocking=True), reduction="sum")
+            # DDP averages over the processes: scaled so that the average is the global batch's mean loss
+            return nll * (self.world.size / batch.rows) * (1.0 if batch.live else 0.0)
         logits = model(batch.tokens.to(self.device, non_blocking=True), batch.lengths)   # (B, C)
         return F.cross_entropy(logits.float(), batch.labels.to(self.device, non_blocking=True))
 
-    def units(self, batch: PaddedBatch) -> int:
+    def units(self, batch) -> int:
+        if isinstance(batch, distributed.Shard):
+            return int(batch.batch.lengths.sum()) if batch.live else 0
         return int(batch.lengths.sum())
 
     def evaluate(self, model) -> dict:
-        s = score(model, self.val_seqs, self.val_labels, precision=self.precision)
+        w = self.world
+        if w.size == 1:
+            s = score(model, self.val_seqs, self.val_labels, precision=self.precision)
+        else:                                           # each process its share of the texts, summed
+            mine = torch.arange(len(self.val_seqs)).tensor_split(w.size)[w.rank].tolist()
+            part = score(model, [self.val_seqs[i] for i in mine], self.val_labels[mine], precision=self.precision) \
+                if mine else ClassifyScore(0.0, 0, 0)
+            nll, correct, n = w.sum([part.nll, float(part.correct), float(part.examples)])
+            s = ClassifyScore(nll, int(round(correct)), int(round(n)))
         return {"val_loss": s.loss, "val_accuracy": s.accuracy, "val_error": 1.0 - s.accuracy}
 
     def state_dict(self) -> dict:
@@ -96,6 +115,8 @@ class ClassifierJob:
         model = SequenceClassifier(model_cfg).to(device)
         batches = BucketBatches(data.train_seqs, data.train_labels, cfg.batch_size, bucket=self.data.bucket,
                                 seed=cfg.seed)
+        if world is not None and world.size > 1:        # this process's rows of every batch
+            batches = distributed.ShardedPaddedBatches(batches, world)
         spe = batches.steps_per_epoch
         if cfg.eval_every is None and cfg.eval_every_s is None:
             cfg = dataclasses.replace(cfg, eval_every=spe)             # validate at each epoch's end
@@ -116,12 +137,14 @@ class ClassifierJob:
             f"words per text after truncation (read in {t_read:.1f}s)",
             f"model: {m.num_layers}x{m.hidden_size} {'bidirectional ' if m.bidirectional else ''}{m.cell}, "
             f"embedding {m.embed_size}, {m.pooling} pooling, {model.num_parameters():,} parameters on {device}",
-            f"training: batches of {cfg.batch_size} ({spe} per epoch{', bucketed' if self.data.bucket else ''}), "
+            f"training: batches of {cfg.batch_size}{f' over {world.size} processes' if world and world.size > 1 else ''}"
+            f" ({spe} per epoch{', bucketed' if self.data.bucket else ''}), "
             f"{cfg.optimizer} lr {cfg.lr:g} ({cfg.schedule}); budget {total or '-'} steps"
             f"{f', {cfg.time_budget:g}s' if cfg.time_budget else ''}"
             f"{f', patience {patience} epochs' if patience else ''}; run directory {run_dir}"]
         return lifecycle.Prepared(
-            model, ClassifyTask(data.val_seqs, data.val_labels, device, cfg.precision), batches, cfg, total,
+            model, ClassifyTask(data.val_seqs, data.val_labels, device, cfg.precision, world or World()), batches,
+            cfg, total,
             {"model": to_dict(model_cfg), "data": to_dict(data_cfg), "patience": patience, "labels": data.labels,
              "vocab": data.vocab.to_dict(), "examples": {"train": len(data.train_seqs), "val": len(data.val_seqs)},
              **({"recipe": recipe.to_dict()} if recipe is not None else {})},
@@ -197,9 +220,8 @@ def train(data: TextDataConfig, model: Optional[ClassifierConfig], train: Option
         train = ClassifierTrainConfig(**dataclasses.asdict(train))
     if patience is not None:
         train = dataclasses.replace(train, patience=patience)
-    _one_process()
     return lifecycle.start(ClassifierJob(data, model, train, auto), out, overwrite=overwrite, quiet=quiet,
-                           pause_at=pause_at, log=log)
+                           pause_at=pause_at, log=log, world=distributed.init(train.device))
 
 
 def resume(out: str | Path, *, overrides: Optional[dict] = None, data_path: Optional[str] = None,
@@ -213,12 +235,5 @@ def resume(out: str | Path, *, overrides: Optional[dict] = None, data_path: Opti
     if data_path is not None:
         data = dataclasses.replace(data, path=data_path)      # a moved file: fine if the texts are the same
     model = from_dict(ClassifierConfig, run["model"], source=f"{out}/run.json model")
-    _one_process()
-    return lifecycle.resume(ClassifierJob(data, model, cfg), out, run, quiet=quiet, pause_at=pause_at, log=log)
-
-
-def _one_process() -> None:
-    from .distributed import launched
-    if launched():
-        raise ValueError("rnnkit classify train runs in one process; data-parallel training across processes "
-                         "(torchrun) is for language models, rnnkit train, for now")
+    return lifecycle.resume(ClassifierJob(data, model, cfg), out, run, quiet=quiet, pause_at=pause_at, log=log,
+                            world=distributed.init(cfg.device))

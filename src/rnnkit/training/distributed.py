@@ -124,6 +124,43 @@ class ShardedBatches:
         self.batches.load_state_dict(state)
 
 
+@dataclass(frozen=True)
+class Shard:
+    """This process's rows of a classifier batch: ``batch`` (at least one row: a process left without rows
+    gets a copy of one with ``live`` False, for the collectives), and the batch's global number of rows."""
+    batch: object
+    rows: int
+    live: bool = True
+
+
+class ShardedPaddedBatches:
+    """This process's rows of every padded classifier batch (the last batch of an epoch may be smaller and
+    need not divide: the processes' shares differ by at most one row, and the loss weighs them by count)."""
+
+    def __init__(self, batches: Iterator, world: World):
+        self.batches, self.world = batches, world
+        self.steps_per_epoch = getattr(batches, "steps_per_epoch", None)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> Shard:
+        from ..data.padded import PaddedBatch
+        b = next(self.batches)
+        n = len(b.labels)
+        mine = torch.arange(n).tensor_split(self.world.size)[self.world.rank]
+        live = len(mine) > 0
+        if not live:
+            mine = torch.tensor([0])
+        return Shard(PaddedBatch(b.tokens[mine], b.lengths[mine], b.labels[mine]), n, live)
+
+    def state_dict(self) -> dict:
+        return self.batches.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.batches.load_state_dict(state)
+
+
 def gather_rows(state, world: World):
     """A carried state whose parts are (L, B/W, H) on each process, as one (L, B, H) state (CPU), in rank
     order: the single-process layout. None stays None."""
