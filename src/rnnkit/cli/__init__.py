@@ -39,7 +39,7 @@ def main(argv: Sequence[str] | None = None, commands: Mapping[str, Callable] | N
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except (ConfigError, CorpusError, CheckpointError, CorpusTooShort, ValueError, OSError) as e:
-        print(f"rnnkit: error: {e}", file=sys.stderr)
+        print(f"rnnkit: error{_rank()}: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("rnnkit: interrupted", file=sys.stderr)
@@ -47,11 +47,23 @@ def main(argv: Sequence[str] | None = None, commands: Mapping[str, Callable] | N
     except (MemoryError, RuntimeError) as e:       # torch reports a failed CPU allocation as a RuntimeError
         wanted = re.search(r"tried to allocate (\d+) bytes", str(e))
         if not (isinstance(e, MemoryError) or wanted or "out of memory" in str(e)):
+            if _rank() and any(w in str(e).lower() for w in ("gloo", "nccl", "timed out", "connection")):
+                first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+                print(f"rnnkit: error{_rank()}: the processes lost each other ({first}); another process may "
+                      f"have failed or been stopped (see its lines), or set RNNKIT_DIST_TIMEOUT=SECONDS to wait "
+                      f"longer", file=sys.stderr)
+                return 2
             raise
         size = f" ({int(wanted[1]) / 2**30:,.1f} GiB asked for)" if wanted else ""
-        print(f"rnnkit: error: not enough memory{size}; lower --hidden-size, --layers, --batch-size, "
+        print(f"rnnkit: error{_rank()}: not enough memory{size}; lower --hidden-size, --layers, --batch-size, "
               f"--seq-len or --num-samples", file=sys.stderr)
         return 2
+
+
+def _rank() -> str:
+    """`` (rank 1 of 4)`` in a distributed run, else nothing."""
+    size = int(os.environ.get("WORLD_SIZE", "1"))
+    return f" (rank {os.environ.get('RANK', '0')} of {size})" if size > 1 else ""
 
 
 if __name__ == "__main__":  # pragma: no cover
