@@ -30,10 +30,13 @@ class Unrolled(nn.Module):
     """
 
     def __init__(self, cell: str, input_size: int, hidden_size: int, num_layers: int = 1,
-                 dropout: float = 0.0, bias: bool = True, options: Optional[Mapping[str, Any]] = None):
+                 dropout: float = 0.0, bias: bool = True, options: Optional[Mapping[str, Any]] = None,
+                 parallel: bool = False):
         super().__init__()
         spec = registry.get(cell)
         cls, options = spec.scratch, spec.resolve_options(options)
+        if spec.scan:                                   # a scan cell: parallel over time, or the loop
+            options = {**options, "parallel": parallel}
         self.cell, self.hidden_size, self.num_layers, self.dropout = cell, hidden_size, num_layers, dropout
         self.cells = nn.ModuleList(
             cls(input_size if k == 0 else hidden_size, hidden_size, bias, **options) for k in range(num_layers))
@@ -63,13 +66,16 @@ def make_recurrent(cell: str, input_size: int, hidden_size: int, num_layers: int
     if backend not in ("fused", "scratch"):
         raise ValueError(f"unknown backend {backend!r}; choose fused or scratch")
     if backend == "scratch" or spec.fused is None:
-        return Unrolled(cell, input_size, hidden_size, num_layers, dropout, options=options)
+        return Unrolled(cell, input_size, hidden_size, num_layers, dropout, options=options,
+                        parallel=spec.scan and backend == "fused")
     return spec.fused(input_size, hidden_size, num_layers, batch_first=True, dropout=dropout)
 
 
 def effective_backend(cell: str, backend: str) -> str:
-    """The backend a model of ``cell`` really runs: ``scratch`` for cells without a fused layer."""
-    return "scratch" if registry.get(cell).fused is None else backend
+    """The backend a model of ``cell`` really runs: ``scratch`` for cells without a fused layer (a scan cell's
+    ``fused`` is its parallel scan)."""
+    spec = registry.get(cell)
+    return "scratch" if spec.fused is None and not spec.scan else backend
 
 
 _FUSED_KEY = re.compile(r"^(.*?)(weight_ih|weight_hh|bias_ih|bias_hh)_l(\d+)$")

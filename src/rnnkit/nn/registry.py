@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Callable, Mapping, Optional
 
-from . import cells, fused, steps
+from . import blocks, cells, fused, steps
 
 
 @dataclass(frozen=True)
@@ -28,9 +28,13 @@ class CellSpec:
     options: Mapping[str, Any] = field(default_factory=dict)   # the cell's own hyperparameters: defaults
     classifier: bool = False                 # whether sequence classifiers may use it
     fast_step: Optional[Callable] = None     # the fused CPU kernel's step, op for op (steps.py); None: no fast path
+    scan: bool = False                       # trains with a parallel scan over time (backend fused) or the loop
+                                             # (scratch); its class takes ``parallel=``
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "options", MappingProxyType(dict(self.options)))
+        if self.scan and self.fused is not None:
+            raise ValueError(f"cell {self.name!r}: a scan cell runs its own parallel form; it has no fused layer")
         if not self.state:
             raise ValueError(f"cell {self.name!r}: its state needs at least one part")
         if self.classifier and self.fused is None:
@@ -96,3 +100,6 @@ register(CellSpec("lstm", cells.LSTMCell, "Hochreiter & Schmidhuber 1997", fused
                   gates=("i", "f", "g", "o"), classifier=True, fast_step=steps.lstm_step))
 register(CellSpec("gru", cells.GRUCell, "Cho et al. 2014", fused=fused.GRU, gates=("r", "z", "n"),
                   classifier=True, fast_step=steps.gru_step))
+register(CellSpec("mingru", blocks.MinGRUBlock, "Feng et al. 2024, residual blocks; parallel scan (fused) or loop",
+                  state=("y", "h", "conv"), gates=("z",), options={"expansion": 1.5, "conv": 4, "mlp": 4},
+                  scan=True))

@@ -11,6 +11,7 @@ single-process layout, so a run resumes at any W that divides B.
 
 from __future__ import annotations
 
+import atexit
 import datetime
 import os
 from dataclasses import dataclass, field
@@ -90,7 +91,18 @@ def init(device: str) -> World:
     if not dist.is_initialized():
         dist.init_process_group("nccl" if dev.type == "cuda" else "gloo",
                                 timeout=datetime.timedelta(seconds=TIMEOUT_S))
+        atexit.register(_leave)
     return ProcessGroupWorld(rank=dist.get_rank(), size=dist.get_world_size(), barrier=dist.barrier, device=dev)
+
+
+def _leave() -> None:
+    """Leave the process group before the interpreter goes (a group torn down by exit alone can abort)."""
+    import torch.distributed as dist
+    try:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    except Exception:                   # noqa: BLE001 - exiting anyway; a peer may already be gone
+        pass
 
 
 def shard_rows(n: int, world: World) -> slice:
