@@ -282,8 +282,8 @@ TRUNCATIONS = ("head", "tail", "both")
 class ClassifierConfig:
     vocab_size: int = 0          # words incl. <pad> = 0 and <unk> = 1; filled in from the training vocabulary
     num_classes: int = 0         # distinct labels; filled in from the training labels
-    cell: str = "lstm"           # a registered cell that classifiers may use: rnn (tanh) | lstm | gru; each
-                                 # direction is its fused torch.nn layer
+    cell: str = "lstm"           # a registered cell that classifiers may use: rnn (tanh) | lstm | gru (each
+                                 # direction its fused torch.nn layer) | mingru (blocks, parallel scan)
     embed_size: int = 128        # word embedding width (row 0, <pad>, stays zero)
     hidden_size: int = 128       # state width of each direction
     num_layers: int = 1          # stacked recurrent layers
@@ -296,6 +296,9 @@ class ClassifierConfig:
     def __post_init__(self) -> None:
         _choice("cell", self.cell, registry.names(classifier=True))
         _choice("pooling", self.pooling, POOLINGS)
+        if self.packed and registry.get(self.cell).scan:
+            raise ConfigError(f"packed sequences are for the classic cells; {self.cell} blocks read the padded batch "
+                              f"as it is (the padding follows the words, and a causal block never reads it back)")
         _at_least("vocab_size", self.vocab_size, 0)
         _at_least("num_classes", self.num_classes, 0)
         _at_least("embed_size", self.embed_size, 1)

@@ -106,3 +106,29 @@ def test_bad_block_options_get_one_line():
         CharLM(ModelConfig(vocab_size=10, cell="mingru", cell_options={"width": 3}))
     with pytest.raises(ValueError, match="expansion > 0"):
         CharLM(ModelConfig(vocab_size=10, cell="mingru", cell_options={"expansion": -1.0}))
+
+
+def test_a_bidirectional_mingru_classifier_reads_each_text_as_if_alone(tmp_path):
+    from rnnkit.config import ClassifierConfig, ClassifierTrainConfig, TextDataConfig
+    from rnnkit.nn.models import SequenceClassifier
+    from rnnkit.training.classifier import train as train_classifier
+    from conftest import FIXTURES
+    torch.manual_seed(0)
+    model = SequenceClassifier(ClassifierConfig(vocab_size=30, num_classes=2, cell="mingru", embed_size=8,
+                                                hidden_size=8, bidirectional=True, pooling="mean")).eval()
+    lengths = [5, 2, 7]
+    tokens = torch.zeros(3, 7, dtype=torch.long)
+    for b, n in enumerate(lengths):
+        tokens[b, :n] = torch.randint(2, 30, (n,))
+    with torch.no_grad():
+        batch = model.features(tokens, torch.tensor(lengths))
+        for b, n in enumerate(lengths):                   # the padding never reaches the valid steps
+            alone = model.features(tokens[b:b + 1, :n], torch.tensor([n]))
+            torch.testing.assert_close(batch[b:b + 1], alone, rtol=1e-5, atol=1e-5)
+    summary = train_classifier(TextDataConfig(path=str(FIXTURES / "reviews.csv")),
+                               ClassifierConfig(cell="mingru", embed_size=8, hidden_size=8, bidirectional=True),
+                               ClassifierTrainConfig(batch_size=8, steps=8, seed=1, threads=1, device="cpu"),
+                               tmp_path / "clf", quiet=True)
+    assert summary["step"] == 8 and 0 <= summary["val_accuracy"] <= 1
+    with pytest.raises(ValueError, match="packed sequences are for the classic cells"):
+        ClassifierConfig(cell="mingru", packed=True)

@@ -159,6 +159,9 @@ def _export_classifier(run_dir, weights: str, onnx):
     if clf.model.config.packed:
         raise ExportError(f"{run_dir} runs packed sequences, which do not export; retrain without --packed "
                           f"(the same weights give the same outputs unpacked)")
+    if registry.get(clf.model.config.cell).scan:
+        raise ExportError(f"{clf.model.config.cell} classifiers do not export yet; {clf.model.config.cell} language "
+                          f"models do (rnnkit export on an rnnkit train run)")
     if clf.model.config.cell == "rnn":
         raise ExportError("tanh-RNN classifiers do not export yet: torch's ONNX exporter fixes their text "
                           "length; LSTM and GRU classifiers do")

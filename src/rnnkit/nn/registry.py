@@ -37,7 +37,7 @@ class CellSpec:
             raise ValueError(f"cell {self.name!r}: a scan cell runs its own parallel form; it has no fused layer")
         if not self.state:
             raise ValueError(f"cell {self.name!r}: its state needs at least one part")
-        if self.classifier and self.fused is None:
+        if self.classifier and self.fused is None and not self.scan:
             raise ValueError(f"cell {self.name!r}: classifiers run fused layers; give it one or classifier=False")
 
     def resolve_options(self, given: Optional[Mapping[str, Any]]) -> dict[str, Any]:
@@ -102,4 +102,4 @@ register(CellSpec("gru", cells.GRUCell, "Cho et al. 2014", fused=fused.GRU, gate
                   classifier=True, fast_step=steps.gru_step))
 register(CellSpec("mingru", blocks.MinGRUBlock, "Feng et al. 2024, residual blocks; parallel scan (fused) or loop",
                   state=("y", "h", "conv"), gates=("z",), options={"expansion": 1.5, "conv": 4, "mlp": 4},
-                  scan=True))
+                  scan=True, classifier=True))
