@@ -64,7 +64,7 @@ def test_the_playground_streams_greedy_text_and_classifies_as_one_types(lm_run, 
             page.click("#go")
             page.wait_for_selector("#out[data-done='1']", timeout=30_000)
             assert page.inner_text("#out") == "ROMEO:" + expected
-            assert int(page.get_attribute("#out", "data-chunks")) > 5          # it arrived in pieces
+            assert int(page.get_attribute("#out", "data-chunks")) > 1          # it arrived in pieces
             ARTIFACTS.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "playground-generate.png"))
             page.click("#score")
