@@ -157,7 +157,7 @@ def test_a_classifier_trains_over_two_processes_as_in_one_with_an_uneven_batch(t
              "--bidirectional", "--pooling", "mean", "--dropout", "0", "--batch-size", "7", "--steps", "12",
              "--seed", "3", "--device", "cpu", "--quiet", "--min-freq", "1"]
     r = torchrun(*flags, "--out", tmp_path / "two")
-    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.returncode == 0, "\n".join(l for l in r.stderr.splitlines() if not l.startswith(("W1", "E1", "I1")))[:4000]
     assert r.stdout.count("validation:") == 1 and "over 2 processes" in r.stderr
     assert one(*flags, "--out", tmp_path / "one", "--threads", "1").returncode == 0
     assert max_diff(weights(tmp_path / "two"), weights(tmp_path / "one")) < 1e-5      # 7 rows: 4 + 3

@@ -159,7 +159,9 @@ def _run(job: Job, run_dir: Path, resumed: Optional[Resumed], *, quiet: bool, pa
         raise
     if not trainer.done() and not stopped_early:
         return {"step": trainer.progress.step, "paused": True, "train_time_s": round(trainer.progress.train_time, 1)}
-    return job.summary(trainer, prepared, stopped_early)
+    summary = job.summary(trainer, prepared, stopped_early)
+    world.barrier()             # the processes finish together: one that leaves early closes the others' sockets
+    return summary
 
 
 def _restore(trainer: Trainer, state: dict, run_dir: Path, world: World) -> None:
