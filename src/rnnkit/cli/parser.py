@@ -114,7 +114,7 @@ def _viz(sub) -> None:
     g.add_argument("--text", help="the text itself")
     g.add_argument("--text-file", metavar="FILE", help="read the text from a UTF-8 file (at most 20,000 characters)")
     P = "sample"
-    g.add_argument("--prompt", dest="sample.prompt", default=S,
+    g.add_argument("--prompt", dest="sample.prompt", default=S, metavar="PROMPT",
                    help="language models: generate from this prompt, then show the prompt and what was generated")
     g = v.add_argument_group("generation (with --prompt)")
     add(g, P, SampleConfig, "--length", "characters to generate", type=positive_int)
