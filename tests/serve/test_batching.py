@@ -69,3 +69,19 @@ def test_greedy_texts_of_concurrent_requests_are_their_solo_texts(lm_run):
     together = run(lm.model, lm.vocab, greedy, join_at=[0, 3, 3, 10, 25])     # joining between steps
     assert together == alone
     assert alone[0] == generate(lm.model, lm.vocab, greedy[0])
+
+
+def test_drawing_all_groups_at_once_draws_what_each_would_alone(lm_run):
+    lm = load(lm_run)
+    configs = [SampleConfig(prompt=p, length=30, temperature=t, top_k=k, top_p=tp, num_samples=n, seed=s)
+               for p, t, k, tp, n, s in (("A", 0.8, None, None, 1, 1), ("B", 0.8, None, None, 3, 2),
+                                         ("C", 0.8, None, None, 2, 3), ("D", 1.0, 5, None, 1, 4),
+                                         ("E", 1.0, 5, None, 2, 5), ("F", 0.7, None, 0.9, 1, 6), ("G", 0, None, None, 2, 7))]
+    one = [batching.start(lm.model, lm.vocab, c) for c in configs]
+    many = [batching.start(lm.model, lm.vocab, c) for c in configs]
+    for _ in range(30):
+        alone = [batching.draw(g) for g in one]
+        together = batching.draw_all(many)
+        assert all(torch.equal(a, b) for a, b in zip(alone, together))
+        batching.step(lm.model, one, alone)
+        batching.step(lm.model, many, together)

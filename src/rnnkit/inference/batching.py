@@ -13,6 +13,7 @@ boundary.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
@@ -22,7 +23,7 @@ import torch.nn.functional as F
 from ..config import SampleConfig
 from ..nn.state import join, parts as _parts
 from .fast import Stepper, _fast_step, fast_path_supported
-from .sampling import next_ids, prompt_ids, seeded_generator
+from .sampling import filter_logits, next_ids, prompt_ids, seeded_generator
 
 
 @dataclass
@@ -68,6 +69,39 @@ def draw(group: Group) -> torch.Tensor:
     group.drawn.append(ids)
     group.steps += 1
     return ids
+
+
+@torch.inference_mode()
+def draw_all(groups: Sequence[Group]) -> list[torch.Tensor]:
+    """``draw`` for every group, with the groups that share their sampling settings drawn in one set of
+    operations: each group's noise still comes from its own generator, in its own order, so every row gets
+    the character ``draw`` would give it from the same logits."""
+    out: list[Optional[torch.Tensor]] = [None] * len(groups)
+    buckets: dict[tuple, list[int]] = {}
+    for i, g in enumerate(groups):
+        buckets.setdefault((g.cfg.temperature, g.cfg.top_k, g.cfg.top_p), []).append(i)
+    for (temperature, top_k, top_p), idx in buckets.items():
+        if len(idx) == 1:
+            out[idx[0]] = draw(groups[idx[0]])
+            continue
+        members = [groups[i] for i in idx]
+        logits = torch.cat([g.logits for g in members]).float()
+        if temperature == 0:
+            ids = logits.argmax(-1)
+        else:
+            if temperature != 1.0:
+                logits = logits / temperature
+            probs = filter_logits(logits, top_k=top_k, top_p=top_p).softmax(-1)
+            q = torch.cat([torch.empty(g.rows, probs.shape[1], device=probs.device).exponential_(1, generator=g.generator)
+                           for g in members])
+            best, ids = torch.max(probs / q, -1)
+            if math.isnan(float(best.sum())):
+                raise ValueError("the model's scores are not finite numbers (its weights diverged in training)")
+        for i, g, part in zip(idx, members, ids.split([g.rows for g in members])):
+            g.drawn.append(part)
+            g.steps += 1
+            out[i] = part
+    return out
 
 
 @torch.inference_mode()

@@ -133,26 +133,27 @@ class Engine:
 
     def _step(self) -> None:
         now = time.monotonic()
-        going, ids = [], []
+        live = []
         for r in self.active:
             if r.cancelled.is_set():
                 self._finish(r)
-                continue
-            if now > r.deadline:
+            elif now > r.deadline:
                 self._finish(r, error="the request ran past the server's time limit per request (--time-limit)")
-                continue
-            g = r.group
-            infos = _logprobs(g.logits, r.logprobs) if r.logprobs is not None else None
-            drawn = batching.draw(g)
+            else:
+                live.append(r)
+        infos = [_logprobs(r.group.logits, r.logprobs) if r.logprobs is not None else None for r in live]
+        groups = [r.group for r in live]
+        draws = batching.draw_all(groups) if self.batched else [batching.draw(g) for g in groups]
+        going, ids = [], []
+        for r, info, drawn in zip(live, infos, draws):
             chars = {}
             for i, (row, t) in enumerate(zip(r.rows, drawn.tolist())):
-                ch = self.lm.vocab.chars[t]
-                out = row.add(ch, _info(infos, i, t, self.lm.vocab) if infos else None)
+                out = row.add(self.lm.vocab.chars[t], _info(info, i, t, self.lm.vocab) if info else None)
                 if out:
                     chars[i] = out
             if chars:
                 r.emit("chars", chars)
-            if g.done or all(row.finish is not None for row in r.rows):
+            if r.group.done or all(row.finish is not None for row in r.rows):
                 self._finish(r)
                 continue
             going.append(r)
