@@ -4,7 +4,6 @@ import csv
 import json
 import random
 
-import pytest
 import torch
 
 from rnnkit.cli import main
@@ -114,7 +113,7 @@ def test_classifier_recipe_from_the_number_of_texts():
     small = choose_classifier(*base, recipes.CLASSIFIER_FIELDS, train_texts=9_000, mean_words=20, has_budget=False)
     large = choose_classifier(*base, recipes.CLASSIFIER_FIELDS, train_texts=20_000, mean_words=230,
                               has_budget=False)
-    (sm, sd, st, sr), (lm, ld, lt, lr) = small, large
+    (sm, sd, st, sr), (lm, ld, lt, _) = small, large
     assert sm.dropout > lm.dropout and sd.min_freq < ld.min_freq
     assert (sm.pooling, lm.pooling) == ("mean", "max") and sm.bidirectional and lm.bidirectional
     assert st.epochs > lt.epochs == 3 and st.patience == lt.patience == recipes.CLASSIFIER_PATIENCE

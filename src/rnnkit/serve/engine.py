@@ -5,7 +5,6 @@ classification requests that arrive while one batch runs into the next."""
 
 from __future__ import annotations
 
-import math
 import queue
 import threading
 import time
@@ -238,7 +237,3 @@ class Batcher:
             for its, f in batch:
                 f.set_result(results[i:i + len(its)])
                 i += len(its)
-
-
-def finite(x: float) -> Optional[float]:
-    return x if math.isfinite(x) else None

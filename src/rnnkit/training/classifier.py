@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from .. import checkpoint as ckpt
 from ..config import ClassifierConfig, ClassifierTrainConfig, TextDataConfig, TrainConfig, from_dict, to_dict
 from ..data.labelled import ClassifyData, prepare_data
-from ..data.padded import BucketBatches, PaddedBatch
+from ..data.padded import BucketBatches
 from ..data.words import WordVocab
 from ..evaluate import score
 from ..metrics import ClassifyScore

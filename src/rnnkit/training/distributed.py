@@ -15,7 +15,7 @@ import atexit
 import datetime
 import os
 from dataclasses import dataclass, field
-from typing import Iterator, Optional
+from typing import Iterator
 
 import torch
 
@@ -197,7 +197,3 @@ def own_rows(state, world: World, batch_size: int):
 def first_rank(world: World, value):
     """Rank 0's ``value`` on every process (a choice made once: the recipe, which times steps)."""
     return world.gather(value)[0] if world.size > 1 else value
-
-
-def rng_states(world: World) -> Optional[list]:
-    return world.gather(torch.get_rng_state()) if world.size > 1 else None
