@@ -18,11 +18,10 @@ from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
 import torch
-import torch.nn.functional as F
 
 from ..config import SampleConfig
 from ..nn.state import join, parts as _parts
-from .fast import Stepper, _fast_step, fast_path_supported
+from .fast import Stepper, fast_path_supported
 from .sampling import filter_logits, next_ids, prompt_ids, seeded_generator
 
 
@@ -139,19 +138,6 @@ def _forward(model, ids: torch.Tensor, state):
 
 
 def _aten_step(model, ids: torch.Tensor, state):
-    rnn = model.rnn
-    cell = _fast_step(rnn)
-    parts = _parts(state)
-    lstm = len(parts) == 2
-    x = F.linear(model.inputs(ids[:, None]), rnn.weight_ih_l0, rnn.bias_ih_l0)[:, 0]
-    hs, cs = [], []
-    for k in range(rnn.num_layers):
-        w = lambda name: getattr(rnn, f"{name}_l{k}")
-        xw = x if k == 0 else F.linear(x, w("weight_ih"), w("bias_ih"))
-        h = parts[0][k]
-        hh = F.linear(h, w("weight_hh"), w("bias_hh"))
-        x, c = cell(hh, xw, h, parts[1][k] if lstm else None)
-        hs.append(x)
-        cs.append(c)
-    new = join([torch.stack(hs)] + ([torch.stack(cs)] if lstm else []))
-    return F.linear(x, model.head.weight, model.head.bias), new
+    """One step on the fast path's ATen kernels, from and to a state in torch.nn's layout."""
+    stepper = Stepper(model, state)
+    return stepper.step(ids), stepper.state()
