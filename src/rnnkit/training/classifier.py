@@ -47,14 +47,15 @@ class ClassifyTask:
         self.world = world
 
     def loss(self, model, batch) -> torch.Tensor:
-        if isinstance(batch, distributed.Shard):         # this process's rows of the global batch
-            b = batch.batch
-            logits = model(b.tokens.to(self.device, non_blocking=True), b.lengths)
-            nll = F.cross_entropy(logits.float(), b.labels.to(self.device, non_blocking=True), reduction="sum")
-            # DDP averages over the processes: scaled so that the average is the global batch's mean loss
-            return nll * (self.world.size / batch.rows) * (1.0 if batch.live else 0.0)
-        logits = model(batch.tokens.to(self.device, non_blocking=True), batch.lengths)   # (B, C)
-        return F.cross_entropy(logits.float(), batch.labels.to(self.device, non_blocking=True))
+        shard = batch if isinstance(batch, distributed.Shard) else None   # this process's rows of the batch
+        b = shard.batch if shard else batch
+        logits = model(b.tokens.to(self.device, non_blocking=True), b.lengths)   # (B, C)
+        labels = b.labels.to(self.device, non_blocking=True)
+        if shard is None:
+            return F.cross_entropy(logits.float(), labels)
+        # DDP averages over the processes: scaled so that the average is the global batch's mean loss
+        nll = F.cross_entropy(logits.float(), labels, reduction="sum")
+        return nll * (self.world.size / shard.rows) * (1.0 if shard.live else 0.0)
 
     def units(self, batch) -> int:
         if isinstance(batch, distributed.Shard):

@@ -114,26 +114,39 @@ def shard_rows(n: int, world: World) -> slice:
     return slice(world.rank * per, (world.rank + 1) * per)
 
 
-class ShardedBatches:
-    """This process's rows of every batch of a resumable batch iterator (which every process runs alike)."""
+class _Sharded:
+    """A resumable batch iterator (which every process runs alike) seen through ``share``: this process's
+    part of each batch. Its position is the inner iterator's."""
 
-    def __init__(self, batches: Iterator, world: World, batch_size: int):
+    def __init__(self, batches: Iterator, world: World):
         self.batches, self.world = batches, world
-        self.rows = shard_rows(batch_size, world)
         self.steps_per_epoch = getattr(batches, "steps_per_epoch", None)
 
     def __iter__(self):
         return self
 
-    def __next__(self) -> Batch:
-        b = next(self.batches)
-        return Batch(b.x[self.rows], b.y[self.rows], b.reset)
+    def __next__(self):
+        return self.share(next(self.batches))
+
+    def share(self, batch):  # pragma: no cover - each kind says how
+        raise NotImplementedError
 
     def state_dict(self) -> dict:
         return self.batches.state_dict()
 
     def load_state_dict(self, state: dict) -> None:
         self.batches.load_state_dict(state)
+
+
+class ShardedBatches(_Sharded):
+    """This process's streams of every language-model batch (B must divide among the processes)."""
+
+    def __init__(self, batches: Iterator, world: World, batch_size: int):
+        super().__init__(batches, world)
+        self.rows = shard_rows(batch_size, world)
+
+    def share(self, b: Batch) -> Batch:
+        return Batch(b.x[self.rows], b.y[self.rows], b.reset)
 
 
 @dataclass(frozen=True)
@@ -145,32 +158,18 @@ class Shard:
     live: bool = True
 
 
-class ShardedPaddedBatches:
+class ShardedPaddedBatches(_Sharded):
     """This process's rows of every padded classifier batch (the last batch of an epoch may be smaller and
     need not divide: the processes' shares differ by at most one row, and the loss weighs them by count)."""
 
-    def __init__(self, batches: Iterator, world: World):
-        self.batches, self.world = batches, world
-        self.steps_per_epoch = getattr(batches, "steps_per_epoch", None)
-
-    def __iter__(self):
-        return self
-
-    def __next__(self) -> Shard:
+    def share(self, b) -> Shard:
         from ..data.padded import PaddedBatch
-        b = next(self.batches)
         n = len(b.labels)
         mine = torch.arange(n).tensor_split(self.world.size)[self.world.rank]
         live = len(mine) > 0
         if not live:
             mine = torch.tensor([0])
         return Shard(PaddedBatch(b.tokens[mine], b.lengths[mine], b.labels[mine]), n, live)
-
-    def state_dict(self) -> dict:
-        return self.batches.state_dict()
-
-    def load_state_dict(self, state: dict) -> None:
-        self.batches.load_state_dict(state)
 
 
 def gather_rows(state, world: World):
