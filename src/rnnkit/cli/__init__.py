@@ -17,6 +17,7 @@ def main(argv: Sequence[str] | None = None, commands: Mapping[str, Callable] | N
     from ..config import ConfigError
     from ..data.corpus import CorpusError
     from ..data.streams import CorpusTooShort
+    from ..training.distributed import writes
     from ..training.trainer import TrainingStopped
     from .commands import COMMANDS
     from .parser import build_parser
@@ -32,7 +33,7 @@ def main(argv: Sequence[str] | None = None, commands: Mapping[str, Callable] | N
     try:
         return command(args)
     except TrainingStopped as e:
-        if os.environ.get("RANK", "0") == "0":     # a distributed run: one line, from rank 0
+        if writes():                                # a distributed run: one line, from rank 0
             print(f"rnnkit: {e}", file=sys.stderr)
         return e.exit_code
     except BrokenPipeError:  # e.g. `rnnkit sample ... | head`: stop quietly

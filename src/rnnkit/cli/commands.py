@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -60,7 +59,8 @@ def _then_plot(run_dir: str, run):
     from ..training.lifecycle import TrainingStopped
 
     def plot() -> None:
-        if os.environ.get("RANK", "0") == "0":
+        from ..training.distributed import writes
+        if writes():
             from ..viz.plots import plot_after_training
             plot_after_training(run_dir, _warn)
     try:
@@ -73,12 +73,13 @@ def _then_plot(run_dir: str, run):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from ..training.distributed import writes
     from ..training.lm import RESUMABLE_FIELDS, resume, train
     from ..training.recipes import LM_FIELDS
 
     summary = _train_or_resume(args, resume, train, DataConfig, ModelConfig, TrainConfig, LM_FIELDS,
                                RESUMABLE_FIELDS)
-    if os.environ.get("RANK", "0") != "0":      # a distributed run: rank 0 says how it went
+    if not writes():                            # a distributed run: rank 0 says how it went
         return 0
     if args.json:
         print(json.dumps(summary))
@@ -174,11 +175,12 @@ def cmd_corpora(args: argparse.Namespace) -> int:
 
 def cmd_classify_train(args: argparse.Namespace) -> int:
     from ..training.classifier import RESUMABLE_FIELDS, resume, train
+    from ..training.distributed import writes
     from ..training.recipes import CLASSIFIER_FIELDS
 
     summary = _train_or_resume(args, resume, train, TextDataConfig, ClassifierConfig, ClassifierTrainConfig,
                                CLASSIFIER_FIELDS, RESUMABLE_FIELDS)
-    if os.environ.get("RANK", "0") != "0":      # a distributed run: rank 0 says how it went
+    if not writes():                            # a distributed run: rank 0 says how it went
         return 0
     if args.json:
         print(json.dumps(summary))

@@ -30,6 +30,11 @@ def launched() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
+def writes() -> bool:
+    """Whether this process speaks for the job: the only one, or rank 0 of torchrun's."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def restarted() -> bool:
     """torchrun restarted the workers after a failure (``--max-restarts``)."""
     return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0

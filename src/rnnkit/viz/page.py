@@ -17,7 +17,7 @@ from importlib import resources
 from typing import Any, Optional, Sequence
 
 from .reading import Reading
-from .trace import LMTrace, Unit, pick_units, rank_units, text_features
+from .trace import FEATURES, LMTrace, Unit, pick_units, rank_units
 
 ASSETS = "assets"
 
@@ -64,7 +64,6 @@ def lm_data(tr: LMTrace, vocab_chars: Sequence[str], model: dict, units: Sequenc
             ranked: Sequence[Unit], *, source: str) -> dict:
     """The language-model page's data: surprisal and top predictions per character, the chosen units'
     activations, the best unit per text feature, and gate saturation per layer."""
-    features = list(text_features([]))
     best = {}
     for u in ranked:                                   # ranked: strongest correlation first
         if u.feature is not None and u.feature not in best:
@@ -79,7 +78,7 @@ def lm_data(tr: LMTrace, vocab_chars: Sequence[str], model: dict, units: Sequenc
         "activation": tr.activation,
         "units": [{"name": u.name, "feature": u.feature, "r": _r(u.r, 3),
                    "values": [round(v, 2) for v in tr.activations[u.layer][:, u.unit].tolist()]} for u in units],
-        "features": [f for f in features if f in best], "best": best,
+        "features": [f for f in FEATURES if f in best], "best": best,
         "gates": {str(k): {g: [[round(float(a), 3), round(float(b), 3)] for a, b in zip(lo.tolist(), hi.tolist())]
                            for g, (lo, hi) in gates.items()} for k, gates in tr.saturation.items()},
         "saturated": [0.1, 0.9],

@@ -29,6 +29,8 @@ SATURATED = (0.1, 0.9)                  # a gate below the first is left-, above
 SIGMOID_GATES = {"lstm": ("i", "f", "o"), "gru": ("r", "z")}      # the gates with a sigmoid (saturation)
 QUOTES_OPEN, QUOTES_CLOSE, QUOTES_BOTH = "“«", "”»", '"'   # not ‘ ’: ’ is also the apostrophe
 BRACKETS_OPEN, BRACKETS_CLOSE = "([{", ")]}"
+FEATURES = ("in quotes", "in brackets", "position in line", "line break", "in a word", "position in word",
+            "capital letter")                   # what ``text_features`` measures, in this order
 
 
 class TextError(ValueError):
@@ -180,8 +182,7 @@ def text_features(chars: Sequence[str]) -> dict[str, torch.Tensor]:
         word[t], word_pos[t] = float(wpos > 0), wpos
         caps[t] = float(ch.isupper())
         prev = ch
-    return {"in quotes": quote, "in brackets": bracket, "position in line": col, "line break": newline,
-            "in a word": word, "position in word": word_pos, "capital letter": caps}
+    return dict(zip(FEATURES, (quote, bracket, col, newline, word, word_pos, caps)))
 
 
 @dataclass(frozen=True)
