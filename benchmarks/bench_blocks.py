@@ -1,4 +1,4 @@
-"""minGRU blocks against the GRU of about the same parameter count: training characters per second at
+"""minGRU and RG-LRU blocks against the GRU of about the same parameter count: training characters per second at
 sequence lengths 50, 200 and 1,000, and batch-1 generation, side by side, alternating A B A B.
 
     python benchmarks/bench_blocks.py [--steps 6] [--rounds 2] [--seq-lens 50,200,1000] [--device cpu]
@@ -6,7 +6,7 @@ sequence lengths 50, 200 and 1,000, and batch-1 generation, side by side, altern
 A training step is rnnkit's: a CharLM forward over (B, T) characters with the carried state, the
 cross-entropy, backward, gradient clipping and an Adam step; B·T is about 3,200 characters at every length
 (64x50, 16x200, 3x1,000). minGRU runs its
-parallel scan (``--backend fused``) and its loop (``--backend scratch``).
+parallel scan (``--backend fused``) and its loop (``--backend scratch``), and so does RG-LRU.
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ MODELS = {                       # about 0.6 M parameters each (65 symbols, embe
     "gru 2x256": dict(cell="gru", hidden_size=256, num_layers=2, embed_size=64),
     "mingru 2x160, scan": dict(cell="mingru", hidden_size=160, num_layers=2, embed_size=64, backend="fused"),
     "mingru 2x160, loop": dict(cell="mingru", hidden_size=160, num_layers=2, embed_size=64, backend="scratch"),
+    "rglru 2x136, scan": dict(cell="rglru", hidden_size=136, num_layers=2, embed_size=64, backend="fused"),
+    "rglru 2x136, loop": dict(cell="rglru", hidden_size=136, num_layers=2, embed_size=64, backend="scratch"),
 }
 
 
@@ -77,7 +79,7 @@ def main() -> int:
         base = rates["gru 2x256"]
         rows += [[name, f"{params[name]:,}", seq, f"{CHARS // seq}x{seq}", round(rate),
                   f"{rate / base:.2f}x"] for name, rate in rates.items()]
-        print(rows[-3:], flush=True)
+        print(rows[-len(MODELS):], flush=True)
     gen = {}
     for name, m in models.items():
         m.eval()
@@ -93,7 +95,7 @@ def main() -> int:
             + table(["model", "chars/s", "vs GRU"], [[n, round(r), f"{r / gen['gru 2x256']:.2f}x"]
                                                      for n, r in gen.items()]))
     print(body)
-    write_section("bench_blocks", "minGRU blocks against the GRU", body)
+    write_section("bench_blocks", "Scan blocks against the GRU", body)
     return 0
 
 

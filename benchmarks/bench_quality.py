@@ -36,6 +36,8 @@ from pathlib import Path
 
 from _common import ROOT, SHARED, table, write_section
 
+from rnnkit.runs import load
+
 PLAIN = SHARED / "bench" / "plain_lstm_trainer.py"
 FIXED = ["--cell", "gru", "--layers", "2", "--hidden-size", "256", "--embed-size", "64", "--dropout", "0",
          "--batch-size", "64", "--seq-len", "50"]      # and --lr 5e-3 (1e-3 above 1,000 symbols): fixed_flags
@@ -70,9 +72,10 @@ def run_rnnkit(corpus: str, budget: float, flags: list[str]) -> dict:
         done = subprocess.run(cmd, capture_output=True, text=True, check=True)
         r = last_json(done.stdout)
         run = json.loads(Path(tmp, "run", "run.json").read_text())
+        params = load(Path(tmp, "run")).model.num_parameters()
     m, t = run["model"], run["train"]
     return {"best_val": r["val_nats_per_char"], "steps": r["step"], "chars_per_s": r["chars_per_s"],
-            "train_s": r["train_time_s"],
+            "train_s": r["train_time_s"], "params": params,
             "what": f"{m['num_layers']}x{m['hidden_size']} {m['cell']} emb{m['embed_size']} dropout {m['dropout']:g} "
                     f"lr {t['lr']:g}", "recipe": run.get("recipe", {}).get("reason", "")}
 

@@ -283,7 +283,7 @@ class ClassifierConfig:
     vocab_size: int = 0          # words incl. <pad> = 0 and <unk> = 1; filled in from the training vocabulary
     num_classes: int = 0         # distinct labels; filled in from the training labels
     cell: str = "lstm"           # a registered cell that classifiers may use: rnn (tanh) | lstm | gru (each
-                                 # direction its fused torch.nn layer) | mingru (blocks, parallel scan)
+                                 # direction its fused torch.nn layer) | mingru | rglru (blocks, parallel scan)
     embed_size: int = 128        # word embedding width (row 0, <pad>, stays zero)
     hidden_size: int = 128       # state width of each direction
     num_layers: int = 1          # stacked recurrent layers
@@ -292,9 +292,11 @@ class ClassifierConfig:
     head_hidden: int = 0         # width of a ReLU layer before the output layer (seed 002: 64); 0 = linear head
     dropout: float = 0.3         # on embeddings, between layers and on the pooled features
     packed: bool = False         # run through pack_padded_sequence (same weights, same outputs; ~5x slower on CPU)
+    cell_options: Optional[dict] = None  # the cell's own hyperparameters, as ModelConfig's; stored resolved
 
     def __post_init__(self) -> None:
         _choice("cell", self.cell, registry.names(classifier=True))
+        _cell_options(self, registry.get(self.cell))
         _choice("pooling", self.pooling, POOLINGS)
         if self.packed and registry.get(self.cell).scan:
             raise ConfigError(f"packed sequences are for the classic cells; {self.cell} blocks read the padded batch "

@@ -56,7 +56,7 @@ def _check_against_torch(run: Path, path: Path) -> None:
                 np.testing.assert_allclose(a, b.numpy(), atol=1e-5, rtol=1e-5)
 
 
-CELLS = [("lstm", "fused"), ("gru", "scratch"), ("elman", "scratch"),
+CELLS = [("lstm", "fused"), ("gru", "scratch"), ("elman", "scratch"), ("mingru", "fused"), ("rglru", "fused"),
          pytest.param("rnn", "fused", marks=pytest.mark.slow), pytest.param("gru", "fused", marks=pytest.mark.slow),
          pytest.param("lstm", "scratch", marks=pytest.mark.slow), pytest.param("rnn", "scratch", marks=pytest.mark.slow)]
 

@@ -1,4 +1,4 @@
-"""minGRU blocks: the parallel log-space scan against the loop (outputs, final state, gradients; float64
+"""minGRU and RG-LRU blocks: the parallel log-space scans against the loops (outputs, final state, gradients; float64
 gradcheck), chunks with carried state against one pass, one step at a time against the parallel forward,
 long sequences and extreme gates without NaN, and a language model that trains, resumes exactly and
 samples like every other cell."""
@@ -10,16 +10,31 @@ import torch
 
 from rnnkit.config import DataConfig, ModelConfig, SampleConfig, TrainConfig
 from rnnkit.inference.sampling import generate
-from rnnkit.nn.blocks import MinGRUBlock, mingru_loop, mingru_scan
+from rnnkit.nn.blocks import MinGRUBlock, RGLRUBlock, linear_loop, linear_scan, mingru_loop, mingru_scan
 from rnnkit.nn.models import CharLM
 from rnnkit.runs import load
 from rnnkit.training.lm import resume, train
 
 
-def blocks(seed=0, **kw):
+BLOCKS = {"mingru": MinGRUBlock, "rglru": RGLRUBlock}
+
+
+def scan_inputs(cell, *shape, scale=1.0, dtype=torch.float32):
+    """The scan's, its loop's and their inputs: minGRU's gate and candidate pre-activations, or RG-LRU's
+    log-decays (≤ 0, down to −30·scale) and inputs of either sign; h0 of the kind each carries."""
+    g = torch.Generator().manual_seed(0)
+    first = torch.randn(*shape, generator=g, dtype=dtype) * scale
+    second = torch.randn(*shape, generator=g, dtype=dtype) * scale
+    h0 = torch.rand(shape[0], shape[-1], generator=g, dtype=dtype) + 0.1
+    if cell == "mingru":
+        return mingru_scan, mingru_loop, first, second, h0
+    return linear_scan, linear_loop, -first.abs(), second, h0 - 0.6
+
+
+def blocks(cell="mingru", seed=0, **kw):
     torch.manual_seed(seed)
-    a = MinGRUBlock(6, 8, parallel=True, **kw)
-    b = MinGRUBlock(6, 8, parallel=False, **kw)
+    a = BLOCKS[cell](6, 8, parallel=True, **kw)
+    b = BLOCKS[cell](6, 8, parallel=False, **kw)
     b.load_state_dict(a.state_dict())
     return a, b
 
@@ -28,8 +43,9 @@ def run(block, x, state=None):
     return block.unroll(block.project(x), state if state is not None else block.init_state(x.shape[0]))
 
 
-def test_scan_equals_the_loop_outputs_state_and_gradients():
-    par, seq = blocks()
+@pytest.mark.parametrize("cell", BLOCKS)
+def test_scan_equals_the_loop_outputs_state_and_gradients(cell):
+    par, seq = blocks(cell)
     x = torch.randn(3, 40, 6, requires_grad=True)
     (y1, s1), (y2, s2) = run(par, x), run(seq, x)
     torch.testing.assert_close(y1, y2, rtol=1e-5, atol=1e-5)
@@ -41,17 +57,20 @@ def test_scan_equals_the_loop_outputs_state_and_gradients():
         torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4)      # log and exp: float32 rounding, amplified
 
 
-def test_the_scan_gradchecks_in_float64():
-    k = torch.randn(2, 7, 3, dtype=torch.float64, requires_grad=True)
-    x = torch.randn(2, 7, 3, dtype=torch.float64, requires_grad=True)
-    h0 = torch.rand(2, 3, dtype=torch.float64) + 0.1
-    assert torch.autograd.gradcheck(lambda k, x: mingru_scan(k, x, h0), (k, x))
-    torch.testing.assert_close(mingru_scan(k, x, h0), mingru_loop(k, x, h0))
+@pytest.mark.parametrize("cell", BLOCKS)
+def test_the_scan_gradchecks_in_float64(cell):
+    scan, loop, k, x, h0 = scan_inputs(cell, 2, 7, 3, dtype=torch.float64)
+    k, x = k.requires_grad_(), x.requires_grad_()
+    assert torch.autograd.gradcheck(lambda k, x: scan(k, x, h0), (k, x))
+    if cell == "mingru":                                            # across its chunks too
+        assert torch.autograd.gradcheck(lambda k, x: scan(k, x, h0, chunk=3), (k, x))
+    torch.testing.assert_close(scan(k, x, h0), loop(k, x, h0))
 
 
+@pytest.mark.parametrize("cell", BLOCKS)
 @pytest.mark.parametrize("parallel", [True, False])
-def test_chunks_with_carried_state_equal_one_pass_and_steps_equal_the_parallel_forward(parallel):
-    par, seq = blocks(1)
+def test_chunks_with_carried_state_equal_one_pass_and_steps_equal_the_parallel_forward(cell, parallel):
+    par, seq = blocks(cell, 1)
     block = par if parallel else seq
     x = torch.randn(2, 30, 6)
     with torch.no_grad():
@@ -69,20 +88,35 @@ def test_chunks_with_carried_state_equal_one_pass_and_steps_equal_the_parallel_f
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
 
 
-def test_long_sequences_and_extreme_gates_stay_finite():
-    torch.manual_seed(0)
+@pytest.mark.parametrize("cell", BLOCKS)
+def test_long_sequences_and_extreme_gates_stay_finite(cell):
     for scale in (1.0, 30.0):
-        k = torch.randn(2, 4096, 16) * scale
-        x = torch.randn(2, 4096, 16, requires_grad=True) * scale
-        h = mingru_scan(k, x, torch.zeros(2, 16))
-        assert torch.isfinite(h).all() and (h > 0).all()
-        torch.testing.assert_close(h[:, -64:], mingru_loop(k, x, torch.zeros(2, 16))[:, -64:], rtol=2e-3, atol=1e-4)
+        scan, loop, k, x, _ = scan_inputs(cell, 2, 4096, 16, scale=scale)
+        x.requires_grad_()
+        h = scan(k, x, torch.zeros(2, 16))
+        assert torch.isfinite(h).all()
+        if cell == "mingru":
+            assert (h > 0).all()
+        torch.testing.assert_close(h[:, -64:], loop(k, x, torch.zeros(2, 16))[:, -64:], rtol=2e-3, atol=1e-4)
         (grad,) = torch.autograd.grad(h.sum(), x)
         assert torch.isfinite(grad).all()
 
 
-def test_a_mingru_language_model_trains_resumes_exactly_and_samples(tiny_corpus, tmp_path):
-    model = ModelConfig(cell="mingru", hidden_size=32, num_layers=2, embed_size=16, dropout=0.1,
+def test_rglru_decays_start_where_griffin_puts_them_and_blocks_keep_their_gradients_finite():
+    block = RGLRUBlock(8, 64)
+    a_c = torch.sigmoid(block.decay.detach()) ** RGLRUBlock.C          # a^c ~ U[0.9, 0.999] (Griffin §2.4)
+    assert ((a_c >= 0.9 - 1e-6) & (a_c <= 0.999 + 1e-6)).all()
+    with torch.no_grad():                                          # gates shut: r -> 0, a_t -> 1
+        block.to_ri.bias.fill_(-200.0)
+    x = torch.randn(2, 300, 8, requires_grad=True)
+    y, _ = block.unroll(block.project(x), block.init_state(2))
+    grads = torch.autograd.grad(y.sum(), [x, *block.parameters()])
+    assert torch.isfinite(y).all() and all(torch.isfinite(g).all() for g in grads)
+
+
+@pytest.mark.parametrize("cell", BLOCKS)
+def test_a_block_language_model_trains_resumes_exactly_and_samples(cell, tiny_corpus, tmp_path):
+    model = ModelConfig(cell=cell, hidden_size=32, num_layers=2, embed_size=16, dropout=0.1,
                         cell_options={"expansion": 1.5, "conv": 3})
     cfg = TrainConfig(batch_size=4, seq_len=16, steps=12, eval_every=4, eval_chars=600, seed=3, threads=1, lr=3e-3,
                       warmup_steps=2, device="cpu")
@@ -101,20 +135,22 @@ def test_a_mingru_language_model_trains_resumes_exactly_and_samples(tiny_corpus,
         torch.testing.assert_close(loop.model(x)[0], lm.model(x)[0], rtol=1e-4, atol=1e-4)
 
 
-def test_bad_block_options_get_one_line():
+@pytest.mark.parametrize("cell", BLOCKS)
+def test_bad_block_options_get_one_line(cell):
     with pytest.raises(ValueError, match="has no option width"):
-        CharLM(ModelConfig(vocab_size=10, cell="mingru", cell_options={"width": 3}))
+        CharLM(ModelConfig(vocab_size=10, cell=cell, cell_options={"width": 3}))
     with pytest.raises(ValueError, match="expansion > 0"):
-        CharLM(ModelConfig(vocab_size=10, cell="mingru", cell_options={"expansion": -1.0}))
+        CharLM(ModelConfig(vocab_size=10, cell=cell, cell_options={"expansion": -1.0}))
 
 
-def test_a_bidirectional_mingru_classifier_reads_each_text_as_if_alone(tmp_path):
+@pytest.mark.parametrize("cell", BLOCKS)
+def test_a_bidirectional_block_classifier_reads_each_text_as_if_alone(cell, tmp_path):
     from rnnkit.config import ClassifierConfig, ClassifierTrainConfig, TextDataConfig
     from rnnkit.nn.models import SequenceClassifier
     from rnnkit.training.classifier import train as train_classifier
     from conftest import FIXTURES
     torch.manual_seed(0)
-    model = SequenceClassifier(ClassifierConfig(vocab_size=30, num_classes=2, cell="mingru", embed_size=8,
+    model = SequenceClassifier(ClassifierConfig(vocab_size=30, num_classes=2, cell=cell, embed_size=8,
                                                 hidden_size=8, bidirectional=True, pooling="mean")).eval()
     lengths = [5, 2, 7]
     tokens = torch.zeros(3, 7, dtype=torch.long)
@@ -126,9 +162,14 @@ def test_a_bidirectional_mingru_classifier_reads_each_text_as_if_alone(tmp_path)
             alone = model.features(tokens[b:b + 1, :n], torch.tensor([n]))
             torch.testing.assert_close(batch[b:b + 1], alone, rtol=1e-5, atol=1e-5)
     summary = train_classifier(TextDataConfig(path=str(FIXTURES / "reviews.csv")),
-                               ClassifierConfig(cell="mingru", embed_size=8, hidden_size=8, bidirectional=True),
+                               ClassifierConfig(cell=cell, embed_size=8, hidden_size=8, bidirectional=True,
+                                                cell_options={"conv": 2}),
                                ClassifierTrainConfig(batch_size=8, steps=8, seed=1, threads=1, device="cpu"),
                                tmp_path / "clf", quiet=True)
     assert summary["step"] == 8 and 0 <= summary["val_accuracy"] <= 1
+    from rnnkit.runs import load_classifier
+    clf = load_classifier(tmp_path / "clf")
+    assert clf.run["model"]["cell_options"] == {"expansion": 1.5, "conv": 2, "mlp": 4}
+    assert clf.model.layers[0][0].cells[0].kernel == 2                 # the options reach the blocks
     with pytest.raises(ValueError, match="packed sequences are for the classic cells"):
-        ClassifierConfig(cell="mingru", packed=True)
+        ClassifierConfig(cell=cell, packed=True)

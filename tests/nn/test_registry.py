@@ -58,8 +58,8 @@ def _train_cfg(**kw):
 
 
 def test_the_builtin_cells_are_one_entry_each():
-    assert registry.names() == ("elman", "rnn", "lstm", "gru", "mingru")
-    assert registry.names(classifier=True) == ("rnn", "lstm", "gru", "mingru")
+    assert registry.names() == ("elman", "rnn", "lstm", "gru", "mingru", "rglru")
+    assert registry.names(classifier=True) == ("rnn", "lstm", "gru", "mingru", "rglru")
     assert registry.get("lstm").state == ("h", "c") and registry.get("lstm").gates == ("i", "f", "g", "o")
     with pytest.raises(ValueError, match="unknown cell 'lstmm'; choose from elman, rnn, lstm, gru"):
         registry.get("lstmm")

@@ -56,6 +56,23 @@ def test_step_budgets_keep_the_base_width_and_given_fields_are_kept():
     assert "given: hidden_size" in recipe.reason
 
 
+def test_scan_blocks_choose_from_their_own_widths_by_their_real_parameter_count():
+    from rnnkit.nn.models import CharLM
+    for cell in ("mingru", "rglru"):
+        block = ModelConfig(vocab_size=65, cell=cell)
+        model, _, _ = _lm(None, model=block, steps=40)
+        assert model.hidden_size == recipes.BLOCK_BASE_WIDTH
+        widths = [_lm(b, model=block, chars=5_000_000)[0].hidden_size for b in (60, 600, 3600)]
+        assert widths == sorted(widths) and widths[0] == recipes.BLOCK_WIDTHS[0] < widths[-1]
+        real = CharLM(ModelConfig(vocab_size=65, cell=cell, hidden_size=192)).num_parameters()
+        assert recipes.num_parameters(ModelConfig(vocab_size=65, cell=cell, hidden_size=192)) == real
+        # a block is slower than a GRU of its multiply-adds: the cost model says so
+        macs = recipes.cost_per_char(cell, 2, 192, 64, 65)
+        assert recipes.modelled_rate(cell, 2, 192, 64, 65) < recipes.COST_K * macs ** -recipes.COST_ALPHA
+        capped, _, recipe = _lm(3600, model=block, chars=60_000)
+        assert recipes.num_parameters(capped) <= recipes.MAX_PARAMS_PER_CHAR * 60_000 * 2
+
+
 def test_the_lstm_keeps_its_higher_learning_rate_when_wide():
     _, train, _ = _lm(600, model=ModelConfig(vocab_size=65, cell="lstm"))
     assert train.lr == 5e-3

@@ -222,11 +222,17 @@ def _train(sub) -> None:
     add(g, M, ModelConfig, "--backend", "fused torch.nn layers or rnnkit's scratch cells", choices=BACKENDS)
     add(g, M, ModelConfig, "--init-std", "initialise every weight from N(0, std^2) and every bias at 0, as d2l's "
         "from-scratch models (seed 001: 0.01); default: torch.nn's initialisation", type=number(0, low_open=True))
-    g.add_argument("--cell-option", dest="model.cell_options", action="append", type=cell_option, default=S,
-                   metavar="NAME=VALUE", help="one of the cell's own hyperparameters (repeatable); the classic "
-                                              "cells have none")
+    _cell_option_flag(g)
     _training_flags(t.add_argument_group("training"), TrainConfig, lm=True)
     _run_flags(t.add_argument_group("run"), "corpus or file name")
+
+
+def _cell_option_flag(group) -> None:
+    blocks = [n for n in registry.names() if registry.get(n).options]
+    group.add_argument("--cell-option", dest="model.cell_options", action="append", type=cell_option, default=S,
+                       metavar="NAME=VALUE", help="one of the cell's own hyperparameters (repeatable): "
+                       + "; ".join(f"{n}: {', '.join(f'{k}={v}' for k, v in registry.get(n).options.items())}"
+                                   for n in blocks) + "; the classic cells have none")
 
 
 def _eval(sub) -> None:
@@ -310,6 +316,7 @@ def _classify(sub) -> None:
     add(g, M, ClassifierConfig, "--head-hidden", "ReLU layer before the output; 0: none", type=nonneg_int)
     add(g, M, ClassifierConfig, "--dropout", "dropout probability", type=number(0, 1, high_open=True))
     add(g, M, ClassifierConfig, "--packed", "run through pack_padded_sequence (same results; slower on CPU)")
+    _cell_option_flag(g)
     _training_flags(t.add_argument_group("training"), ClassifierTrainConfig, lm=False)
     _run_flags(t.add_argument_group("run"), "data name")
 

@@ -85,7 +85,8 @@ class SequenceClassifier(nn.Module):
         d = 2 if c.bidirectional else 1
         self.embed = nn.Embedding(c.vocab_size, c.embed_size, padding_idx=0)
         self.layers = nn.ModuleList(                                # layers[k][0] forward, [k][1] backward
-            nn.ModuleList(make_recurrent(c.cell, c.embed_size if k == 0 else d * c.hidden_size, c.hidden_size)
+            nn.ModuleList(make_recurrent(c.cell, c.embed_size if k == 0 else d * c.hidden_size, c.hidden_size,
+                                           options=c.cell_options)
                           for _ in range(d))
             for k in range(c.num_layers))
         self.drop = nn.Dropout(c.dropout)

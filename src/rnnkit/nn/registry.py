@@ -103,3 +103,6 @@ register(CellSpec("gru", cells.GRUCell, "Cho et al. 2014", fused=fused.GRU, gate
 register(CellSpec("mingru", blocks.MinGRUBlock, "Feng et al. 2024, residual blocks; parallel scan (fused) or loop",
                   state=("y", "h", "conv"), gates=("z",), options={"expansion": 1.5, "conv": 4, "mlp": 4},
                   scan=True, classifier=True))
+register(CellSpec("rglru", blocks.RGLRUBlock, "De et al. 2024 (Griffin), residual blocks; parallel scan (fused) or loop",
+                  state=("y", "h", "conv"), gates=("r", "i"), options={"expansion": 1.5, "conv": 4, "mlp": 4},
+                  scan=True, classifier=True))

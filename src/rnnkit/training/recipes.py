@@ -5,13 +5,13 @@ model trains on per second here (measured by a short probe, or a cost model cali
 and on how many passes over the training text those characters make (too many and the model memorises it).
 ``choose_lm`` picks, for the fields it may choose (``auto``):
 
-- the width: the widest of ``WIDTHS`` that still takes at least ``MIN_STEPS`` optimizer steps in the
+- the width: the widest of ``WIDTHS`` (``BLOCK_WIDTHS`` for scan blocks) that still takes at least ``MIN_STEPS`` optimizer steps in the
   budget (a wider model learns more per step, a narrower one takes more steps), and no wider than
   ``MAX_PARAMS_PER_CHAR`` parameters per training character;
 - dropout from the passes the chosen model will make over the training text (``DROPOUT``);
 - the learning rate from the alphabet and the width (``lr_for``).
 
-A step or epoch budget fixes the work, not the time, so the width stays ``BASE_WIDTH`` there and only the
+A step or epoch budget fixes the work, not the time, so the width stays ``BASE_WIDTH`` (blocks: ``BLOCK_BASE_WIDTH``) there and only the
 regularisation follows the passes. The measurements behind each constant are in docs/benchmarks.md
 ("Recipes"). ``choose_classifier`` does the same for classifiers from the number and length of the texts.
 
@@ -41,6 +41,8 @@ LM_FIELDS = LM_MODEL_FIELDS + LM_TRAIN_FIELDS
 
 WIDTHS = (256, 384, 512, 768, 1024)    # candidate state widths, smallest first
 BASE_WIDTH = 256                       # the width for step and epoch budgets, and when nothing wider fits
+BLOCK_WIDTHS = (128, 192, 256, 384, 512)   # the same for scan blocks (nn/blocks.py), which hold 2-3x a GRU
+BLOCK_BASE_WIDTH = 192                     # layer's parameters at a width: a 2x192 minGRU ~ a 2x256 GRU's time
 MIN_STEPS = 1500                       # a wider model is worth it only with at least this many steps
 MAX_PARAMS_PER_CHAR = 6.0              # no more parameters than this per training character
 DROPOUT = ((3.0, 0.0), (5.0, 0.1), (12.0, 0.2), (24.0, 0.3), (math.inf, 0.4))   # passes below N -> dropout
@@ -52,6 +54,11 @@ LOOP_SHARE = 0.85                      # the training loop's chars/s against the
 # docs/benchmarks.md (35,800 / 18,600 / 11,100 / 5,350 chars/s). Deterministic, so tests and benchmarks
 # that switch the probe off choose the same recipe on any machine.
 COST_K, COST_ALPHA = 35_800.0 * 655_616 ** 0.894, 0.894
+# Scan blocks run norms, a convolution and an elementwise scan beside their matmuls: probed 2-layer minGRU
+# and RG-LRU blocks 128-256 wide (same machine, batches of 64x50) trained at 0.32-0.50x the rate the GRU's
+# curve gives for their multiply-adds (minGRU 22,200 / 12,900 / 8,800 chars/s, RG-LRU 13,000 / 7,500 /
+# 5,000 at 128 / 192 / 256 wide).
+SCAN_COST_FACTOR = 0.4
 
 
 @dataclass(frozen=True)
@@ -77,8 +84,23 @@ def _gates(cell: str) -> int:
     return max(1, len(registry.get(cell).gates))
 
 
+def widths(cell: str) -> tuple[tuple[int, ...], int]:
+    """The candidate widths for ``cell``, smallest first, and its width for step and epoch budgets."""
+    return (BLOCK_WIDTHS, BLOCK_BASE_WIDTH) if registry.get(cell).scan else (WIDTHS, BASE_WIDTH)
+
+
+def num_parameters(model: ModelConfig) -> int:
+    """The parameter count of ``model``, built on the meta device (no memory, no initialisation)."""
+    with torch.device("meta"):
+        return CharLM(model).num_parameters()
+
+
 def cost_per_char(cell: str, layers: int, width: int, embed: int, vocab: int) -> float:
-    """Multiply-adds of one character's forward pass: every layer's gate blocks and the output layer."""
+    """Multiply-adds of one character's forward pass: every layer's gate blocks and the output layer (a scan
+    block: its weights other than the embedding, each used once per character)."""
+    if registry.get(cell).scan:
+        model = ModelConfig(vocab_size=vocab, cell=cell, hidden_size=width, num_layers=layers, embed_size=embed)
+        return float(num_parameters(model) - vocab * embed)
     gates = _gates(cell)
     inp = embed if embed > 0 else vocab
     macs = gates * (inp + width) * width + (layers - 1) * gates * 2 * width * width
@@ -86,7 +108,8 @@ def cost_per_char(cell: str, layers: int, width: int, embed: int, vocab: int) ->
 
 
 def modelled_rate(cell: str, layers: int, width: int, embed: int, vocab: int) -> float:
-    return COST_K * cost_per_char(cell, layers, width, embed, vocab) ** -COST_ALPHA
+    rate = COST_K * cost_per_char(cell, layers, width, embed, vocab) ** -COST_ALPHA
+    return rate * SCAN_COST_FACTOR if registry.get(cell).scan else rate
 
 
 def probed_rate(model_cfg: ModelConfig, batch: int, seq: int, device: torch.device, *, steps: int = 3,
@@ -178,22 +201,20 @@ def choose_lm(model: ModelConfig, train: TrainConfig, auto: Iterable[str], *, tr
         return rate(width) * train.time_budget / per_step
 
     def params(width: int) -> int:
-        gates = _gates(model.cell)
-        inp = embed if embed > 0 else vocab
-        return (gates * (inp + width + 2) * width + (layers - 1) * gates * (2 * width + 2) * width
-                + vocab * (width + 1) + vocab * embed)
+        return num_parameters(dataclasses.replace(base, hidden_size=width))
 
     if "hidden_size" in auto:
         cap = MAX_PARAMS_PER_CHAR * train_chars
+        candidates, base_width = widths(model.cell)
         if fixed_steps is not None:
-            width = BASE_WIDTH
+            width = base_width
             steps = float(fixed_steps)
             notes.append(f"{fixed_steps:,} steps given: {width} wide")
         else:
-            width, steps = WIDTHS[0], steps_in_time(WIDTHS[0])
-            why = (f"the widest of {'/'.join(map(str, WIDTHS))} with at least {MIN_STEPS:,} steps"
-                   if steps >= MIN_STEPS else f"under {MIN_STEPS:,} steps even {WIDTHS[0]} wide: the narrowest")
-            for w in WIDTHS[1:] if steps >= MIN_STEPS else ():
+            width, steps = candidates[0], steps_in_time(candidates[0])
+            why = (f"the widest of {'/'.join(map(str, candidates))} with at least {MIN_STEPS:,} steps"
+                   if steps >= MIN_STEPS else f"under {MIN_STEPS:,} steps even {candidates[0]} wide: the narrowest")
+            for w in candidates[1:] if steps >= MIN_STEPS else ():
                 if params(w) > cap:
                     notes.append(f"{w} wide would have over {MAX_PARAMS_PER_CHAR:g} parameters per training char")
                     break
