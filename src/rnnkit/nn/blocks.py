@@ -141,8 +141,9 @@ class ResidualBlock(nn.Module):
 
         r = x + W_o mix(RMSNorm(x))         y = r + MLP(RMSNorm(r))
 
-    Subclasses define ``mix`` (the convolution and the recurrence, ``width`` wide) and which width their
-    convolution runs at. Options: ``expansion`` (recurrence width / block width), ``conv`` (the causal
+    Subclasses define ``build`` (their mixing layers, made between the first norm and the output
+    projection, so that a seed initialises every block in its layers' order) and ``mix`` (the convolution
+    and the recurrence, ``width`` wide), and set ``conv_width``, the width their convolution runs at. Options: ``expansion`` (recurrence width / block width), ``conv`` (the causal
     convolution's width; 1: none), ``mlp`` (GELU MLP width / block width)."""
 
     conv_width: int
@@ -156,9 +157,13 @@ class ResidualBlock(nn.Module):
         self.input_size, self.hidden_size, self.width, self.kernel, self.parallel = input_size, H, D, conv, parallel
         self.inp = nn.Linear(input_size, H) if input_size != H else None
         self.norm1 = nn.RMSNorm(H)
+        self.build(H, D, bias)
         self.out = nn.Linear(D, H, bias=False)
         self.norm2 = nn.RMSNorm(H)
         self.mlp = nn.Sequential(nn.Linear(H, mlp * H, bias=bias), nn.GELU(), nn.Linear(mlp * H, H, bias=bias))
+
+    def build(self, H: int, D: int, bias: bool) -> None:
+        raise NotImplementedError
 
     def mix(self, a: torch.Tensor, h: torch.Tensor, buf: torch.Tensor):
         """(B, T, H) normed inputs, the carried h (B, D) and convolution inputs -> (B, T, D) to project out,
@@ -197,9 +202,10 @@ class MinGRUBlock(ResidualBlock):
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True, *, expansion: float = 1.5,
                  conv: int = 4, mlp: int = 4, parallel: bool = True):
         super().__init__(input_size, hidden_size, bias, expansion, conv, mlp, parallel, "minGRU")
-        H, D = self.hidden_size, self.width
+
+    def build(self, H, D, bias):
         self.conv_width = H
-        self.conv = nn.Conv1d(H, H, conv, groups=H, bias=bias) if conv > 1 else None
+        self.conv = nn.Conv1d(H, H, self.kernel, groups=H, bias=bias) if self.kernel > 1 else None
         self.to_kx = nn.Linear(H, 2 * D, bias=bias)                  # W_z and W_h in one matmul
 
     def mix(self, a, h, buf):
@@ -228,10 +234,11 @@ class RGLRUBlock(ResidualBlock):
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True, *, expansion: float = 1.5,
                  conv: int = 4, mlp: int = 4, parallel: bool = True):
         super().__init__(input_size, hidden_size, bias, expansion, conv, mlp, parallel, "RG-LRU")
-        H, D = self.hidden_size, self.width
+
+    def build(self, H, D, bias):
         self.conv_width = D
         self.to_ug = nn.Linear(H, 2 * D, bias=bias)                  # the recurrence's input u and the gate branch
-        self.conv = nn.Conv1d(D, D, conv, groups=D, bias=bias) if conv > 1 else None
+        self.conv = nn.Conv1d(D, D, self.kernel, groups=D, bias=bias) if self.kernel > 1 else None
         self.to_ri = nn.Linear(D, 2 * D, bias=bias)                  # W_a and W_x in one matmul
         a = torch.empty(D).uniform_(0.9, 0.999) ** (1 / self.C)      # a^c ~ U[0.9, 0.999]
         self.decay = nn.Parameter(a.log() - (-a).log1p())            # Λ = logit(a)
