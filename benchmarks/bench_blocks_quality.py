@@ -10,26 +10,19 @@ Takes about (number of cells) x BUDGET_S plus evaluation.
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import shlex
 import sys
 from pathlib import Path
 
-from _common import ROOT, table, write_section
-from bench_quality import run_rnnkit
+from _common import table, write_section
+from bench_quality import quality_parser, run_rnnkit, shown_path
 
 
 def main() -> None:
-    argv = sys.argv[1:]
-    flags = argv[argv.index("--") + 1:] if "--" in argv else []
-    argv = argv[: argv.index("--")] if "--" in argv else argv
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("corpus", help="UTF-8 text file")
+    ap, argv, flags = quality_parser(__doc__)
     ap.add_argument("--cells", default="gru,mingru,rglru", help="comma-separated cells (default %(default)s)")
-    ap.add_argument("--label", help="section name in docs/benchmarks.md (default: the file's name)")
-    ap.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
     args = ap.parse_args(argv)
     budget = float(os.environ.get("BUDGET_S", 600))
     corpus = str(Path(args.corpus).resolve())
@@ -45,8 +38,7 @@ def main() -> None:
     text += "\n\nRecipes:\n\n" + "\n".join(f"- {cell}: {r['recipe']}" for cell, r in results.items())
     print(text)
     if not args.no_write:
-        near = Path(corpus).is_relative_to(ROOT.parent)
-        body = (f"Corpus `{os.path.relpath(corpus, ROOT) if near else corpus}` (last 10% held out), training budget "
+        body = (f"Corpus `{shown_path(corpus)}` (last 10% held out), training budget "
                 f"{budget:g} s (evaluation not counted), one run per cell, seed 0; extra flags: "
                 f"`{shlex.join(flags) or '(none)'}`.\n\n" + text)
         write_section("bench_blocks_quality_" + re.sub(r"\W+", "_", label),

@@ -80,16 +80,28 @@ def run_rnnkit(corpus: str, budget: float, flags: list[str]) -> dict:
                     f"lr {t['lr']:g}", "recipe": run.get("recipe", {}).get("reason", "")}
 
 
-def main() -> None:
+def quality_parser(doc: str) -> tuple[argparse.ArgumentParser, list[str], list[str]]:
+    """The options every quality benchmark takes (CORPUS, --label, --no-write), the command line before
+    ``--`` and the rnnkit train flags after it."""
     argv = sys.argv[1:]
     flags = argv[argv.index("--") + 1:] if "--" in argv else []
     argv = argv[: argv.index("--")] if "--" in argv else argv
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("corpus", help="UTF-8 text file")
     ap.add_argument("--label", help="section name in docs/benchmarks.md (default: the file's name)")
+    ap.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
+    return ap, argv, flags
+
+
+def shown_path(corpus: str) -> str:
+    """The corpus as the docs name it: relative to the repository where it is near (``../shared``)."""
+    return os.path.relpath(corpus, ROOT) if Path(corpus).is_relative_to(ROOT.parent) else corpus
+
+
+def main() -> None:
+    ap, argv, flags = quality_parser(__doc__)
     ap.add_argument("--only", type=lambda s: s.split(","), default=list(CONTESTANTS),
                     help="comma-separated contestants to run: plain, fixed, rnnkit (default all three)")
-    ap.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
     args = ap.parse_args(argv)
     budget = float(os.environ.get("BUDGET_S", 600))
     corpus = str(Path(args.corpus).resolve())
@@ -114,8 +126,7 @@ def main() -> None:
         text += f"\n\nrnnkit's recipe: {results['rnnkit']['recipe']}"
     print(text)
     if not args.no_write:
-        near = Path(corpus).is_relative_to(ROOT.parent)     # the repository or ../shared: a relative path
-        body = (f"Corpus `{os.path.relpath(corpus, ROOT) if near else corpus}` (last 10% held out), training budget {budget:g} s "
+        body = (f"Corpus `{shown_path(corpus)}` (last 10% held out), training budget {budget:g} s "
                 f"(evaluation not counted). rnnkit flags: `{shlex.join(flags) or '(defaults)'}`; the fixed recipe: "
                 f"`{shlex.join(fixed_flags(corpus))}`.\n\n" + text)
         write_section("bench_quality_" + re.sub(r"\W+", "_", label), f"Quality per budget: {label}, {budget:g} s", body)
