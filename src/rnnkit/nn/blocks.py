@@ -147,12 +147,13 @@ class ResidualBlock(nn.Module):
     convolution's width; 1: none), ``mlp`` (GELU MLP width / block width)."""
 
     conv_width: int
+    NAME = "block"                      # for error messages
 
-    def __init__(self, input_size: int, hidden_size: int, bias: bool, expansion: float, conv: int, mlp: int,
-                 parallel: bool, name: str):
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, *, expansion: float = 1.5,
+                 conv: int = 4, mlp: int = 4, parallel: bool = True):
         super().__init__()
         if expansion <= 0 or conv < 1 or mlp < 1:
-            raise ValueError(f"{name} options: expansion > 0, conv >= 1, mlp >= 1; got {expansion}, {conv}, {mlp}")
+            raise ValueError(f"{self.NAME} options: expansion > 0, conv >= 1, mlp >= 1; got {expansion}, {conv}, {mlp}")
         H, D = hidden_size, max(1, round(hidden_size * expansion))
         self.input_size, self.hidden_size, self.width, self.kernel, self.parallel = input_size, H, D, conv, parallel
         self.inp = nn.Linear(input_size, H) if input_size != H else None
@@ -199,9 +200,7 @@ class ResidualBlock(nn.Module):
 class MinGRUBlock(ResidualBlock):
     """One residual minGRU block: the causal convolution on the block's input, then minGRU ``width`` wide."""
 
-    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, *, expansion: float = 1.5,
-                 conv: int = 4, mlp: int = 4, parallel: bool = True):
-        super().__init__(input_size, hidden_size, bias, expansion, conv, mlp, parallel, "minGRU")
+    NAME = "minGRU"
 
     def build(self, H, D, bias):
         self.conv_width = H
@@ -230,10 +229,7 @@ class RGLRUBlock(ResidualBlock):
     ``linear_loop``, in float32."""
 
     C = 8.0
-
-    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, *, expansion: float = 1.5,
-                 conv: int = 4, mlp: int = 4, parallel: bool = True):
-        super().__init__(input_size, hidden_size, bias, expansion, conv, mlp, parallel, "RG-LRU")
+    NAME = "RG-LRU"
 
     def build(self, H, D, bias):
         self.conv_width = D
