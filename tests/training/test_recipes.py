@@ -78,9 +78,17 @@ def test_the_lstm_keeps_its_higher_learning_rate_when_wide():
     assert train.lr == 5e-3
 
 
-def test_large_alphabets_get_the_low_learning_rate():
-    _, train, recipe = _lm(600, model=ModelConfig(vocab_size=2583))
-    assert train.lr == 1e-3 and "alphabet" in recipe.reason
+def test_large_alphabets_get_the_low_learning_rate_and_short_runs_a_higher_one():
+    big = ModelConfig(vocab_size=2583)
+    _, train, recipe = _lm(600, model=big)
+    assert train.lr == 1e-3 and "alphabet" in recipe.reason and "at least 1,000 steps" in recipe.reason
+    _, train, recipe = _lm(120, model=big)                 # ~600 steps in 2 minutes
+    assert train.lr == 2e-3 and "under 1,000 steps" in recipe.reason
+    assert _lm(None, model=big, steps=999)[1].lr == 2e-3 and _lm(None, model=big, steps=1000)[1].lr == 1e-3
+    # the width given, only the learning rate left to choose: the steps still decide it
+    given = ModelConfig(vocab_size=2583, hidden_size=256, dropout=0.0)
+    assert _lm(120, model=given, auto=("lr",))[1].lr == 2e-3 and _lm(3600, model=given, auto=("lr",))[1].lr == 1e-3
+    assert _lm(120, model=ModelConfig(vocab_size=65), auto=("lr",))[1].lr == 5e-3   # other alphabets: no steps
 
 
 def test_the_probe_times_real_steps_and_leaves_the_random_state_alone():

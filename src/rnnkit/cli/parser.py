@@ -143,7 +143,8 @@ def _training_flags(g, cls: type, *, lm: bool) -> None:
         add(g, T, cls, "--seq-len", "characters per sequence (BPTT length)", type=positive_int)
     add(g, T, cls, "--optimizer", "update rule", choices=OPTIMIZERS)
     lr_default = (f"the recipe's: {default_lr(1):g} up to 256 wide and for the LSTM, {default_lr(1, 384):g} wider, "
-                  f"{default_lr(LARGE_ALPHABET + 1):g} for alphabets of over {LARGE_ALPHABET:,} symbols") if lm else None
+                  f"{default_lr(LARGE_ALPHABET + 1):g} for alphabets of over {LARGE_ALPHABET:,} symbols "
+                  f"({default_lr(LARGE_ALPHABET + 1, steps=1):g} for runs of under 1,000 steps)") if lm else None
     add(g, T, cls, "--lr", "peak learning rate", type=number(0, low_open=True), default_text=lr_default)
     add(g, T, cls, "--weight-decay", "L2 (sgd, adam) or decoupled (adamw)", type=number(0))
     add(g, T, cls, "--momentum", "SGD momentum", type=number(0))

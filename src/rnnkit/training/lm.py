@@ -32,16 +32,17 @@ RESUMABLE_FIELDS = ("steps", "epochs", "time_budget", "eval_every", "eval_every_
 LARGE_ALPHABET = recipes.LARGE_ALPHABET
 
 
-def default_lr(vocab_size: int, hidden_size: int = recipes.BASE_WIDTH, cell: str = "gru") -> float:
-    """The peak learning rate when none is given (``recipes.lr_for``): 1e-3 for a large alphabet, else 5e-3
-    for the LSTM and up to 256 wide, 3e-3 above.
+def default_lr(vocab_size: int, hidden_size: int = recipes.BASE_WIDTH, cell: str = "gru",
+               steps: float | None = None) -> float:
+    """The peak learning rate when none is given (``recipes.lr_for``): 1e-3 for a large alphabet (2e-3 for
+    runs of under 1,000 steps), else 5e-3 for the LSTM and up to 256 wide, 3e-3 above.
 
     Text with thousands of symbols (Chinese, Japanese) trains better slowly. On Jay Chou's lyrics (2,583
     symbols, most of them rare) a 2x256 GRU stayed at 6.19 nats/char at 5e-3, where 2e-3 reached 6.02 and
     1e-3 5.98. On a 63 K-character slice of Tiny Shakespeare (59 symbols), 5e-3 and 2e-3 did equally well,
     so the size of the corpus is not the cause (docs/benchmarks.md, "Small corpora and large alphabets").
     """
-    return recipes.lr_for(vocab_size, hidden_size, cell)
+    return recipes.lr_for(vocab_size, hidden_size, cell, steps)
 
 
 class LMTask:

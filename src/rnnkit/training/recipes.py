@@ -9,7 +9,7 @@ and on how many passes over the training text those characters make (too many an
   budget (a wider model learns more per step, a narrower one takes more steps), and no wider than
   ``MAX_PARAMS_PER_CHAR`` parameters per training character;
 - dropout from the passes the chosen model will make over the training text (``DROPOUT``);
-- the learning rate from the alphabet and the width (``lr_for``).
+- the learning rate from the alphabet, the width and, for large alphabets, the steps (``lr_for``).
 
 A step or epoch budget fixes the work, not the time, so the width stays ``BASE_WIDTH`` (blocks: ``BLOCK_BASE_WIDTH``) there and only the
 regularisation follows the passes. The measurements behind each constant are in docs/benchmarks.md
@@ -46,7 +46,8 @@ BLOCK_BASE_WIDTH = 192                     # layer's parameters at a width: a 2x
 MIN_STEPS = 1500                       # a wider model is worth it only with at least this many steps
 MAX_PARAMS_PER_CHAR = 6.0              # no more parameters than this per training character
 DROPOUT = ((3.0, 0.0), (5.0, 0.1), (12.0, 0.2), (24.0, 0.3), (math.inf, 0.4))   # passes below N -> dropout
-LARGE_ALPHABET = 1000                  # symbols; above this the learning rate is lower
+LARGE_ALPHABET = 1000                  # symbols; above this the learning rate is lower ...
+LARGE_ALPHABET_LR = ((1000, 2e-3), (math.inf, 1e-3))   # ... by the steps: below N steps -> lr
 LOOP_SHARE = 0.85                      # the training loop's chars/s against the bare step the probe times
 
 # Cost model (probe off): chars/s = COST_K * (multiply-adds per character) ** -COST_ALPHA, fitted to
@@ -146,13 +147,15 @@ def probed_rate(model_cfg: ModelConfig, batch: int, seq: int, device: torch.devi
 
 # ----------------------------------------------------------------------------- language models
 
-def lr_for(vocab_size: int, width: int, cell: str = "gru") -> float:
-    """Adam's peak learning rate: 1e-3 for alphabets of over ``LARGE_ALPHABET`` symbols (most of them rare:
-    Adam moves a rare symbol's weights as far as a common one's); else 5e-3 for the LSTM (5e-3 and 8e-3
-    beat 3e-3 and 2e-3 at 2x256) and for other cells up to 256 wide, 3e-3 above (a 2x384 GRU: 3e-3 beat
-    2e-3)."""
+def lr_for(vocab_size: int, width: int, cell: str = "gru", steps: float | None = None) -> float:
+    """Adam's peak learning rate. For alphabets of over ``LARGE_ALPHABET`` symbols (most of them rare: Adam
+    moves a rare symbol's weights as far as a common one's) 1e-3, or 2e-3 for runs of under 1,000 steps
+    (``LARGE_ALPHABET_LR``: on Jay Chou's lyrics 2e-3 led by 0.04-0.06 nats/char at 420 steps and 1e-3 by
+    0.04 at 1,800; ``steps`` None counts as a long run). Else 5e-3 for the LSTM (5e-3 and 8e-3 beat 3e-3
+    and 2e-3 at 2x256) and for other cells up to 256 wide, 3e-3 above (a 2x384 GRU: 3e-3 beat 2e-3 and
+    5e-3)."""
     if vocab_size > LARGE_ALPHABET:
-        return 1e-3
+        return LARGE_ALPHABET_LR[-1][1] if steps is None else next(lr for below, lr in LARGE_ALPHABET_LR if steps < below)
     return 5e-3 if width <= BASE_WIDTH or cell == "lstm" else 3e-3
 
 
@@ -229,11 +232,13 @@ def choose_lm(model: ModelConfig, train: TrainConfig, auto: Iterable[str], *, tr
             steps = min(steps, steps_in_time(width))
     else:
         width = model.hidden_size
+        # the steps decide dropout, and the learning rate of a large alphabet
+        needs_steps = "dropout" in auto or ("lr" in auto and vocab > LARGE_ALPHABET)
         if fixed_steps is not None:
             steps = float(fixed_steps)
-            if train.time_budget is not None and "dropout" in auto:
+            if train.time_budget is not None and needs_steps:
                 steps = min(steps, steps_in_time(width))
-        elif "dropout" in auto:
+        elif needs_steps:
             steps = steps_in_time(width)
         else:
             steps = 0.0
@@ -250,9 +255,11 @@ def choose_lm(model: ModelConfig, train: TrainConfig, auto: Iterable[str], *, tr
         chosen["dropout"] = dropout_for(passes)
         notes.append(f"{passes:.1f} passes over {train_chars:,} training chars: dropout {chosen['dropout']:g}")
     if "lr" in auto:
-        chosen["lr"] = lr_for(vocab, width, model.cell)
+        chosen["lr"] = lr_for(vocab, width, model.cell, steps)
         if vocab > LARGE_ALPHABET:
-            notes.append(f"lr {chosen['lr']:g} for an alphabet of over {LARGE_ALPHABET:,} symbols")
+            long_run = chosen["lr"] == LARGE_ALPHABET_LR[-1][1]
+            notes.append(f"lr {chosen['lr']:g} for an alphabet of over {LARGE_ALPHABET:,} symbols and "
+                         f"{'at least' if long_run else 'under'} {LARGE_ALPHABET_LR[0][0]:,} steps")
     if "batch_size" in auto:
         chosen["batch_size"] = batch
     if "seq_len" in auto:
