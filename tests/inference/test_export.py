@@ -17,7 +17,7 @@ np = pytest.importorskip("numpy")
 from rnnkit import classify  # noqa: E402
 from rnnkit.cli import main  # noqa: E402
 from rnnkit.config import ClassifierConfig, ClassifierTrainConfig, DataConfig, ModelConfig, TextDataConfig, TrainConfig  # noqa: E402
-from rnnkit.inference.export import export_run  # noqa: E402
+from rnnkit.inference.export import ExportError, export_run  # noqa: E402
 from rnnkit.nn import registry  # noqa: E402
 from rnnkit.nn.cells import Cell  # noqa: E402
 from rnnkit.nn.state import parts  # noqa: E402
@@ -141,23 +141,34 @@ def test_greedy_text_through_onnxruntime_is_rnnkit_samples(tmp_path, tiny_corpus
     assert sampled.returncode == 0 and len(sampled.stdout) == 52          # "\n" prompt + 50 + "\n"
 
 
-@pytest.mark.parametrize("cell,bidirectional,pooling", [("lstm", True, "max"), ("gru", False, "last")])
-def test_a_classifier_exports_with_its_probabilities(cell, bidirectional, pooling, tmp_path):
+def _reviews_run(tmp_path, max_tokens=12, **model):
+    tmp_path.mkdir(parents=True, exist_ok=True)
     data = tmp_path / "reviews.csv"
     data.write_text("text,label\n" + "".join(f"a fine moving film {i} indeed,pos\na dull tedious mess {i},neg\n"
                                              for i in range(12)), encoding="utf-8")
     run = tmp_path / "crun"
-    classify.train(TextDataConfig(path=str(data), min_freq=1), ClassifierConfig(cell=cell, bidirectional=bidirectional,
-                   pooling=pooling, hidden_size=8, embed_size=8), ClassifierTrainConfig(batch_size=4, epochs=1,
-                   device="cpu", threads=1), run, **QUIET)
+    classify.train(TextDataConfig(path=str(data), min_freq=1, max_tokens=max_tokens),
+                   ClassifierConfig(hidden_size=8, embed_size=8, **model),
+                   ClassifierTrainConfig(batch_size=4, epochs=1, device="cpu", threads=1), run, **QUIET)
+    return run
+
+
+# LSTM and GRU export at any width; scan blocks and the tanh RNN at the run's --max-tokens (12 here)
+@pytest.mark.parametrize("cell,bidirectional,pooling", [("lstm", True, "max"), ("gru", False, "last"),
+                                                        ("mingru", True, "mean"), ("rglru", False, "max"),
+                                                        ("rglru", True, "last"), ("rnn", True, "max")])
+def test_a_classifier_exports_with_its_probabilities(cell, bidirectional, pooling, tmp_path):
+    run = _reviews_run(tmp_path, cell=cell, bidirectional=bidirectional, pooling=pooling)
     export_run(run, tmp_path / "c.onnx")
     clf = classify.load(run)
     session = ort.InferenceSession(str(tmp_path / "c.onnx"))
     meta = session.get_modelmeta().custom_metadata_map
     assert json.loads(meta["rnnkit.labels"]) == clf.labels
+    fixed = json.loads(meta["rnnkit.width"])
+    assert fixed == (None if cell in ("lstm", "gru") else 12)
     for texts in (["a fine film", "a dull and tedious and long mess of a film"], ["fine"] * 5):
         seqs = clf.encode(texts)
-        width = max(len(s) for s in seqs)
+        width = fixed or max(len(s) for s in seqs)
         tokens = torch.zeros(len(seqs), width, dtype=torch.long)
         for i, s in enumerate(seqs):
             tokens[i, :len(s)] = s
@@ -170,6 +181,10 @@ def test_a_classifier_exports_with_its_probabilities(cell, bidirectional, poolin
 
 
 def test_bad_exports_are_one_line(tmp_path, tiny_corpus, capsys):
+    every_word = _reviews_run(tmp_path / "clf", max_tokens=None, cell="mingru")
+    with pytest.raises(ExportError, match="keeps every word; retrain it with --max-tokens"):
+        export_run(every_word, tmp_path / "b.onnx")
+    assert not (tmp_path / "b.onnx").exists()
     run = _train(tmp_path, tiny_corpus)
     (tmp_path / "taken.onnx").write_bytes(b"keep me")
     cases = [(["export", str(run), "--out", str(tmp_path / "taken.onnx")], "exists; choose another --out"),

@@ -40,10 +40,13 @@ def test_a_longer_budget_never_chooses_a_narrower_model_and_a_smaller_corpus_mor
     assert drops == sorted(drops) and drops[0] == 0.0 and drops[-1] == recipes.DROPOUT[-1][1]
 
 
-def test_a_tiny_corpus_caps_the_width():
-    model, _, recipe = _lm(3600, chars=60_000)
-    assert model.hidden_size * model.hidden_size * 6 <= recipes.MAX_PARAMS_PER_CHAR * 60_000 * 1.5
+def test_a_small_corpus_caps_the_width():
+    model, _, recipe = _lm(3600, chars=300_000)            # an hour would take 768 wide; 384 is over the cap
+    assert recipes.num_parameters(model) <= recipes.MAX_PARAMS_PER_CHAR * 300_000
+    wider = recipes.num_parameters(ModelConfig(vocab_size=65, hidden_size=recipes.WIDTHS[1]))
+    assert model.hidden_size == recipes.WIDTHS[0] and wider > recipes.MAX_PARAMS_PER_CHAR * 300_000
     assert "parameters per training char" in recipe.reason
+    assert _lm(3600, chars=5_000_000)[0].hidden_size > recipes.WIDTHS[1]
 
 
 def test_step_budgets_keep_the_base_width_and_given_fields_are_kept():
@@ -69,8 +72,9 @@ def test_scan_blocks_choose_from_their_own_widths_by_their_real_parameter_count(
         # a block is slower than a GRU of its multiply-adds: the cost model says so
         macs = recipes.cost_per_char(cell, 2, 192, 64, 65)
         assert recipes.modelled_rate(cell, 2, 192, 64, 65) < recipes.COST_K * macs ** -recipes.COST_ALPHA
-        capped, _, recipe = _lm(3600, model=block, chars=60_000)
-        assert recipes.num_parameters(capped) <= recipes.MAX_PARAMS_PER_CHAR * 60_000 * 2
+        capped, _, recipe = _lm(3600, model=block, chars=300_000)
+        assert recipes.num_parameters(capped) <= recipes.MAX_PARAMS_PER_CHAR * 300_000
+        assert capped.hidden_size < widths[-1] and "parameters per training char" in recipe.reason
 
 
 def test_the_lstm_keeps_its_higher_learning_rate_when_wide():

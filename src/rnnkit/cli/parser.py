@@ -37,7 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     _sample(sub)
     x = sub.add_parser("export", help="write a trained run as an ONNX model that runs without PyTorch",
                        description="Export a run: a language model as a one-character step model with explicit "
-                                   "state, a classifier as (padded word ids, lengths) -> logits; vocabulary and "
+                                   "state, a classifier as (padded word ids, lengths) -> logits (block and tanh-RNN "
+                                   "classifiers at the run's --max-tokens width); vocabulary and "
                                    "configuration in the model's metadata. Needs the onnx extra.")
     x.add_argument("run", help="run directory")
     x.add_argument("--format", choices=("onnx",), default="onnx", help="model format (default %(default)s)")

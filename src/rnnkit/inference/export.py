@@ -7,12 +7,15 @@ both backends: a fused run's weights are renamed to its scratch cells' (``runs.l
 so every cell in the registry exports the same way and none of the fused layers' exporter gaps applies.
 Inputs are ``token`` (B,) int64 and ``state_<part>`` for each named part of the cell's state, (L, B, ...);
 outputs ``logits`` (B, V) and ``next_<part>``. Classifiers export as ``(tokens, lengths) -> logits`` over a
-padded batch (B, T) of word ids with each text's length, B and T of any size.
+padded batch (B, T) of word ids with each text's length, B and T of any size; classifiers whose layers the
+exporter can only trace at one length (scan blocks, the tanh RNN) export at T fixed to the run's
+``max_tokens``, so a batch is padded to that width (``rnnkit.width`` in the metadata; the padding follows
+each text and never reaches its valid steps, so the logits are those of any other padding).
 
 The model file carries what a user needs beside it, as ONNX metadata (``metadata_props``, JSON values):
 ``rnnkit.task``, ``rnnkit.vocab``, ``rnnkit.model`` (the config), ``rnnkit.state`` (names and per-layer
 shapes of the state parts, batch left out), and for classifiers ``rnnkit.labels`` and ``rnnkit.data`` (how
-texts were truncated). ``examples/onnx_generate.py`` generates text from it with onnxruntime and NumPy.
+texts were truncated; ``rnnkit.width``, the fixed width or null). ``examples/onnx_generate.py`` generates text from it with onnxruntime and NumPy.
 
 Needs the ``onnx`` extra (``pip install rnnkit[onnx]``: onnx, onnxscript, onnxruntime).
 """
@@ -159,18 +162,23 @@ def _export_classifier(run_dir, weights: str, onnx):
     if clf.model.config.packed:
         raise ExportError(f"{run_dir} runs packed sequences, which do not export; retrain without --packed "
                           f"(the same weights give the same outputs unpacked)")
-    if registry.get(clf.model.config.cell).scan:
-        raise ExportError(f"{clf.model.config.cell} classifiers do not export yet; {clf.model.config.cell} language "
-                          f"models do (rnnkit export on an rnnkit train run)")
-    if clf.model.config.cell == "rnn":
-        raise ExportError("tanh-RNN classifiers do not export yet: torch's ONNX exporter fixes their text "
-                          "length; LSTM and GRU classifiers do")
-    batch, width = torch.export.Dim("batch"), torch.export.Dim("width", min=2)
-    args = (torch.ones(2, 5, dtype=torch.long), torch.tensor([5, 3]))
-    proto = _to_onnx(clf.model.eval(), args, ({0: batch, 1: width}, {0: batch}), ["tokens", "lengths"], ["logits"])
+    cell = clf.model.config.cell
+    batch = torch.export.Dim("batch")
+    if registry.get(cell).scan or cell == "rnn":      # traced at one length: the scan's passes, nn.RNN's loop
+        fixed = clf.data.max_tokens
+        if not fixed:
+            raise ExportError(f"{cell} classifiers export at a fixed text length, the run's --max-tokens, and "
+                              f"{run_dir} keeps every word; retrain it with --max-tokens N (e.g. 400)")
+        args = (torch.ones(2, fixed, dtype=torch.long), torch.tensor([fixed, 3]))
+        shapes = ({0: batch}, {0: batch})
+    else:
+        fixed = None
+        args = (torch.ones(2, 5, dtype=torch.long), torch.tensor([5, 3]))
+        shapes = ({0: batch, 1: torch.export.Dim("width", min=2)}, {0: batch})
+    proto = _to_onnx(clf.model.eval(), args, shapes, ["tokens", "lengths"], ["logits"])
     _metadata(onnx, proto, {"rnnkit.task": "classifier", "rnnkit.vocab": clf.vocab.to_dict(),
                             "rnnkit.model": clf.run["model"], "rnnkit.labels": clf.labels,
-                            "rnnkit.data": dataclasses.asdict(clf.data)})
+                            "rnnkit.data": dataclasses.asdict(clf.data), "rnnkit.width": fixed})
     return proto
 
 
