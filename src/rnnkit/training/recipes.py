@@ -157,12 +157,17 @@ def lr_for(vocab_size: int, width: int, cell: str = "gru", steps: float | None =
     and 2e-3 at 2x256) and for other cells up to 256 wide, 3e-3 above (a 2x384 GRU: 3e-3 beat 2e-3 and
     5e-3)."""
     if vocab_size > LARGE_ALPHABET:
-        return LARGE_ALPHABET_LR[-1][1] if steps is None else next(lr for below, lr in LARGE_ALPHABET_LR if steps < below)
+        return _below(LARGE_ALPHABET_LR, math.inf if steps is None else steps)
     return 5e-3 if width <= BASE_WIDTH or cell == "lstm" else 3e-3
 
 
+def _below(table: tuple[tuple[float, float], ...], x: float) -> float:
+    """The value of the first ``(below, value)`` row with ``x < below``; the last row's for any larger ``x``."""
+    return next((value for below, value in table if x < below), table[-1][1])
+
+
 def dropout_for(passes: float) -> float:
-    return next(p for below, p in DROPOUT if passes < below)
+    return _below(DROPOUT, passes)
 
 
 def choose_lm(model: ModelConfig, train: TrainConfig, auto: Iterable[str], *, train_chars: int,
@@ -259,9 +264,9 @@ def choose_lm(model: ModelConfig, train: TrainConfig, auto: Iterable[str], *, tr
     if "lr" in auto:
         chosen["lr"] = lr_for(vocab, width, model.cell, steps)
         if vocab > LARGE_ALPHABET:
-            long_run = chosen["lr"] == LARGE_ALPHABET_LR[-1][1]
+            short = steps < LARGE_ALPHABET_LR[0][0]
             notes.append(f"lr {chosen['lr']:g} for an alphabet of over {LARGE_ALPHABET:,} symbols and "
-                         f"{'at least' if long_run else 'under'} {LARGE_ALPHABET_LR[0][0]:,} steps")
+                         f"{'under' if short else 'at least'} {LARGE_ALPHABET_LR[0][0]:,} steps")
     if "batch_size" in auto:
         chosen["batch_size"] = batch
     if "seq_len" in auto:
