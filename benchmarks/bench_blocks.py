@@ -1,7 +1,7 @@
 """minGRU and RG-LRU blocks against the GRU of about the same parameter count: training characters per second at
 sequence lengths 50, 200 and 1,000, and batch-1 generation, side by side, alternating A B A B.
 
-    python benchmarks/bench_blocks.py [--steps 6] [--rounds 2] [--seq-lens 50,200,1000] [--device cpu]
+    python benchmarks/bench_blocks.py [--steps 6] [--rounds 2] [--seq-lens 50,200,1000] [--device cpu] [--gen-chars 2000]
 
 A training step is rnnkit's: a CharLM forward over (B, T) characters with the carried state, the
 cross-entropy, backward, gradient clipping and an Adam step; B·T is about 3,200 characters at every length
@@ -64,6 +64,7 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--seq-lens", default="50,200,1000")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--gen-chars", type=int, default=2000, help="characters per generation round")
     args = ap.parse_args()
     text = bundled_corpus("shakespeare")[:200_000]
     vocab = CharVocab.from_text(text)
@@ -83,17 +84,25 @@ def main() -> int:
     gen = {}
     for name, m in models.items():
         m.eval()
-        cfg = SampleConfig(prompt="ROMEO:", length=400, seed=1)
-        generate(m, vocab, cfg)
-        t0 = time.perf_counter()
-        generate(m, vocab, cfg)
-        gen[name] = 400 / (time.perf_counter() - t0)
+        for fast in (True, False):
+            def sample(m=m, fast=fast) -> float:
+                cfg = SampleConfig(prompt="ROMEO:", length=args.gen_chars, seed=1)
+                t0 = time.perf_counter()
+                generate(m, vocab, cfg, fast=fast)
+                return args.gen_chars / (time.perf_counter() - t0)
+            sample()                                       # warm-up
+            gen[(name, fast)] = sample
+    gen = alternate(gen, args.rounds)
+    base_gen = gen[("gru 2x256", True)]
     body = ("Training: chars/s of rnnkit's training step (forward, loss, backward, clip, Adam), about 3,200 "
             f"characters per step, median of {args.rounds} rounds alternating.\n\n"
             + table(["model", "parameters", "seq len", "batch", "train chars/s", "vs GRU"], rows)
-            + "\n\nGeneration, batch 1 (rnnkit sample; the GRU takes the fast path):\n\n"
-            + table(["model", "chars/s", "vs GRU"], [[n, round(r), f"{r / gen['gru 2x256']:.2f}x"]
-                                                     for n, r in gen.items()]))
+            + f"\n\nGeneration, batch 1, {args.gen_chars:,} characters, median of {args.rounds} rounds alternating: "
+            "*fast* is `generate(...)` (the default: the GRU on ATen's kernels, the blocks' single-step form "
+            "called directly), *reference* `generate(..., fast=False)`, `model(x, state)` per character:\n\n"
+            + table(["model", "path", "chars/s", "vs GRU fast"],
+                    [[n, "fast" if fast else "reference", round(r), f"{r / base_gen:.2f}x"]
+                     for (n, fast), r in gen.items()]))
     print(body)
     write_section("bench_blocks", "Scan blocks against the GRU", body)
     return 0

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from rnnkit.config import ModelConfig, SampleConfig
-from rnnkit.inference.fast import Stepper, fast_path_supported
+from rnnkit.inference.fast import BlockStepper, Stepper, fast_path_supported
 from rnnkit.inference.sampling import filter_logits, generate, next_ids
 from rnnkit.nn.models import CharLM
 from rnnkit.data.vocab import CharVocab
@@ -39,17 +39,18 @@ def _one_thread():
 def steps_taken(monkeypatch):
     """Counts fast-path steps, to tell which path generate() took."""
     count = {"steps": 0, "pipelined": 0}
-    step, pipeline = Stepper.step, Stepper.pipeline
+    for cls in (Stepper, BlockStepper):
+        step, pipeline = cls.step, cls.pipeline
 
-    def counting_step(self, ids):
-        count["steps"] += 1
-        return step(self, ids)
+        def counting_step(self, ids, step=step):
+            count["steps"] += 1
+            return step(self, ids)
 
-    def counting_pipeline(self):
-        count["pipelined"] += 1
-        return pipeline(self)
-    monkeypatch.setattr(Stepper, "step", counting_step)
-    monkeypatch.setattr(Stepper, "pipeline", counting_pipeline)
+        def counting_pipeline(self, pipeline=pipeline):
+            count["pipelined"] += 1
+            return pipeline(self)
+        monkeypatch.setattr(cls, "step", counting_step)
+        monkeypatch.setattr(cls, "pipeline", counting_pipeline)
     return count
 
 
@@ -120,6 +121,37 @@ def test_fast_path_gives_the_reference_text(cell, num_samples, pipeline, steps_t
         assert fast == (reference(model, cfg) if num_samples == 1 else generate(model, VOCAB, cfg, fast=False))
         assert steps_taken["steps"] == fast_steps
     assert steps_taken["pipelined"] == (6 if num_samples == 1 and pipeline else 0)
+
+
+@pytest.mark.parametrize("cell", ["mingru", "rglru"])
+@pytest.mark.parametrize("batch", [1, 3])
+def test_block_stepper_is_bitwise_the_reference_step(cell, batch):
+    """Scan blocks: the stepper (first block's input part looked up per character) gives what
+    model(x, state) gives one character at a time, logits and every part of the state."""
+    model = make_model(cell, hidden=24)
+    assert fast_path_supported(model)
+    torch.manual_seed(1)
+    ids = torch.randint(len(VOCAB), (batch, 40))
+    with torch.inference_mode():
+        _, state = model(ids[:, :5], None)
+        stepper = BlockStepper(model, state)
+        for t in range(5, 40):
+            logits, state = model(ids[:, t:t + 1], state)
+            fast = stepper.step(ids[:, t])
+            assert torch.equal(fast, logits[:, -1]), f"step {t}: max diff {(fast - logits[:, -1]).abs().max()}"
+        assert all(torch.equal(a, b) for a, b in zip(stepper.state(), state))
+
+
+@pytest.mark.parametrize("cell", ["mingru", "rglru"])
+@pytest.mark.parametrize("backend", ["fused", "scratch"])
+def test_block_models_sample_the_reference_text_on_the_fast_path(cell, backend, steps_taken):
+    model = make_model(cell, hidden=24, backend=backend)
+    for seed, temperature, top_k in [(1, 1.0, None), (4, 0.0, None), (5, 0.8, 5)]:
+        cfg = SampleConfig(prompt="the ", length=120, temperature=temperature, top_k=top_k, seed=seed)
+        steps_taken["steps"] = 0
+        fast = generate(model, VOCAB, cfg)
+        assert steps_taken["steps"] == 119, "the fast path was not taken"
+        assert fast == generate(model, VOCAB, cfg, fast=False)
 
 
 def test_one_hot_inputs_take_the_fast_path_too(steps_taken):

@@ -21,7 +21,7 @@ import torch
 
 from ..config import SampleConfig
 from ..nn.state import join, parts as _parts
-from .fast import Stepper, fast_path_supported
+from .fast import fast_path_supported, stepper as make_stepper
 from .sampling import filter_logits, next_ids, prompt_ids, seeded_generator
 
 
@@ -51,7 +51,7 @@ def start(model, vocab, cfg: SampleConfig, *, warn=None) -> Group:
     ids = prompt_ids(vocab, cfg.prompt, warn=warn).to(device)
     with torch.inference_mode():
         if cfg.num_samples == 1 and fast_path_supported(model):
-            stepper = Stepper(model)
+            stepper = make_stepper(model)
             logits = stepper.prime(ids)
             state = stepper.state()
         else:
@@ -130,7 +130,8 @@ def step(model, groups: Sequence[Group], ids: Sequence[torch.Tensor], *, batched
 
 def _forward(model, ids: torch.Tensor, state):
     """One character per row: ids (B,) -> logits (B, V), state. A single row on the CPU steps on the fast
-    path's ATen kernels, op for op as ``Stepper.step`` does; anything else is ``model(x, state)``."""
+    path (``fast.stepper``: ATen's kernels op for op, or the blocks' single-step form); anything else is
+    ``model(x, state)``."""
     if ids.shape[0] == 1 and fast_path_supported(model):
         return _aten_step(model, ids, state)
     out, state = model(ids[:, None], state)
@@ -138,6 +139,6 @@ def _forward(model, ids: torch.Tensor, state):
 
 
 def _aten_step(model, ids: torch.Tensor, state):
-    """One step on the fast path's ATen kernels, from and to a state in torch.nn's layout."""
-    stepper = Stepper(model, state)
+    """One step on the fast path, from and to a state in the model's own layout."""
+    stepper = make_stepper(model, state)
     return stepper.step(ids), stepper.state()

@@ -8,6 +8,11 @@ layer's new state exists. The weights are used as torch.nn uses them (joining [W
 matmul would sum in another order and round differently). At batch 1 the three 2048x512 matmuls of a
 2x512 LSTM read 12 MB of weights per character: memory bandwidth, not Python, sets the pace.
 
+A model of scan blocks (minGRU, RG-LRU) takes ``BlockStepper``: each block's single-step form
+(``ResidualBlock.stepper``) called directly, and the first block's input part (embedding, projection, norm and,
+for RG-LRU, its input matmul) computed once per character and looked up; equal bit for bit to
+``model(x, state)``, whose one-character forward runs the same step.
+
 ``Stepper.prime`` runs the prompt as ATen's full-layer CPU kernel does (all steps' input projections in one
 matmul per layer, then the recurrence), and ``step`` one character as a (1, 1) input; both equal
 ``model(x, state)`` bit for bit under ``torch.backends.mkldnn.flags(enabled=False)``. Nothing process-wide
@@ -25,7 +30,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..nn import registry
-from ..nn.state import join
+from ..nn.recurrent import Unrolled
+from ..nn.state import join, layer, stack_layers
 
 
 def _fast_step(rnn):
@@ -37,10 +43,19 @@ def _fast_step(rnn):
     return None
 
 
+def _blocks(rnn) -> bool:
+    return isinstance(rnn, Unrolled) and registry.get(rnn.cell).scan
+
+
 def fast_path_supported(model) -> bool:
-    """The fast path serves fused LSTM/GRU/tanh-RNN CharLMs in float32 on the CPU."""
+    """The fast path serves fused LSTM/GRU/tanh-RNN CharLMs and CharLMs of scan blocks, in float32 on the
+    CPU."""
     rnn = getattr(model, "rnn", None)
-    if _fast_step(rnn) is None or not hasattr(model, "head") or not hasattr(model, "inputs"):
+    if not hasattr(model, "head") or not hasattr(model, "inputs"):
+        return False
+    if _blocks(rnn):
+        return all(p.device.type == "cpu" and p.dtype == torch.float32 for p in model.parameters())
+    if _fast_step(rnn) is None:
         return False
     if rnn.bidirectional or not rnn.bias or not rnn.batch_first or getattr(rnn, "proj_size", 0):
         return False
@@ -169,3 +184,59 @@ class Stepper:
     def state(self):
         """The state in torch.nn's layout, as ``model(x, state)`` returns it."""
         return join([torch.stack(self.h)] + ([torch.stack(self.c)] if self.lstm else []))
+
+
+class BlockStepper:
+    """Next-character logits of a ``CharLM`` of scan blocks, one step at a time, equal bit for bit to
+    ``model(ids[:, None], state)[0][:, -1]``. ``state`` is the stack's layout (parts of (L, B, ...));
+    None: zeros. The same interface as ``Stepper``."""
+
+    def __init__(self, model, state=None):
+        self.model, self.blocks = model, list(model.rnn.cells)
+        self.steps = [block.stepper() for block in self.blocks]     # each block's step, weights bound
+        if state is None:
+            state = model.init_state(1)
+        self.states = [layer(state, k) for k in range(len(self.blocks))]
+        self.rows: dict[int, tuple] = {}                            # id -> first block's (x, front(x))
+
+    def pipeline(self) -> None:
+        """Nothing to overlap: a block's step is many small operations, not one large matmul."""
+
+    def close(self) -> None:
+        pass
+
+    def prime(self, ids: torch.Tensor) -> torch.Tensor:
+        """Read a prompt, ids (T,) int64, with the blocks' parallel forward; logits (1, V) after it."""
+        logits, state = self.model(ids[None], self.state())
+        self.states = [layer(state, k) for k in range(len(self.blocks))]
+        return logits[:, -1]
+
+    def _first(self, ids: torch.Tensor):
+        first = self.blocks[0]
+
+        def compute():
+            x = first.project(self.model.inputs(ids[:, None]))[:, 0]   # (B, H), as the forward computes it
+            return x, self.steps[0].front(x)
+        if ids.shape[0] != 1:
+            return compute()
+        i = int(ids)
+        row = self.rows.get(i)
+        if row is None:
+            row = self.rows[i] = compute()
+        return row
+
+    def step(self, ids: torch.Tensor) -> torch.Tensor:
+        """ids (B,) int64 -> logits (B, V); advances the state."""
+        x, front = self._first(ids)
+        for k, step in enumerate(self.steps):
+            x, self.states[k] = step(x, self.states[k], front)
+            front = None
+        return F.linear(x, self.model.head.weight, self.model.head.bias)
+
+    def state(self):
+        return stack_layers(self.states)
+
+
+def stepper(model, state=None):
+    """The fast path's stepper for ``model`` (``fast_path_supported``), starting from ``state``."""
+    return (BlockStepper if _blocks(model.rnn) else Stepper)(model, state)

@@ -13,7 +13,9 @@ Two paths:
                for the recurrent layers, op for op, called directly. Equal bit for bit to the reference
                path run on those kernels (``torch.backends.mkldnn.flags(enabled=False)``, which the tests
                use), and several times faster at batch 1 than torch.nn.LSTM's default there, oneDNN's RNN
-               primitive, which spends most of its time setting up and repacking weights.
+               primitive, which spends most of its time setting up and repacking weights. A model of
+               scan blocks (minGRU, RG-LRU) on the CPU takes ``fast.BlockStepper``: the blocks' own
+               single-step form without the module calls, equal bit for bit to the reference path.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import torch
 
 from ..config import SampleConfig
 from ..data.vocab import CharVocab, describe_unknown
-from .fast import Stepper, fast_path_supported
+from .fast import fast_path_supported, stepper as make_stepper
 
 
 def filter_logits(logits: torch.Tensor, *, top_k: Optional[int] = None,
@@ -116,7 +118,7 @@ def generate(model, vocab: CharVocab, cfg: SampleConfig, *,
     ids = prompt_ids(vocab, cfg.prompt, warn=warn).to(device)
     n = cfg.num_samples
     drawn: list[torch.Tensor] = []                                 # one (N,) tensor per step
-    stepper = Stepper(model) if fast and n == 1 and fast_path_supported(model) else None
+    stepper = make_stepper(model) if fast and n == 1 and fast_path_supported(model) else None
     try:
         if stepper is not None:
             logits = stepper.prime(ids)                            # (1, V)
