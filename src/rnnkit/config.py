@@ -90,6 +90,8 @@ class TrainConfig:
     lr: Optional[float] = None          # peak learning rate; None: 5e-3 (the LSTM gains most from 5e-3 over
                                         # 3e-3), or 1e-3 for alphabets of over 1,000 symbols (Chinese text)
     weight_decay: float = 0.0           # L2 (sgd, adam) or decoupled (adamw) weight decay
+    beta2: float = 0.99                 # Adam's second-moment decay (betas 0.9, beta2): 0.99 never lost to
+                                        # torch's 0.999 for the char LM (docs/benchmarks.md, "Recipes")
     momentum: float = 0.0               # SGD momentum
     schedule: str = "cosine"            # constant | cosine (with warm-up, decays to min_lr_ratio) | plateau
     warmup_steps: int = 50              # linear warm-up steps (cosine)
@@ -129,6 +131,8 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be >= 0, got {value}")
         if not 0.0 <= self.min_lr_ratio <= 1.0:
             raise ConfigError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+        if not 0.0 <= self.beta2 < 1.0:
+            raise ConfigError(f"beta2 must be in [0, 1), got {self.beta2}")
         if self.steps is not None:
             _at_least("steps", self.steps, 1)
         if self.epochs is not None:
@@ -347,6 +351,7 @@ class TextDataConfig:
 class ClassifierTrainConfig(TrainConfig):
     """TrainConfig with the classifier's defaults (the IMDb configuration in docs/classify.md)."""
     lr: Optional[float] = 3e-3          # peak learning rate
+    beta2: float = 0.999                # Adam's second-moment decay (torch's default; not measured against 0.99)
     warmup_steps: int = 100             # linear warm-up steps (cosine); at most a tenth of a step budget
     eval_every_s: Optional[float] = None  # None with eval_every None: validate at the end of every epoch
     patience: Optional[int] = None      # stop after this many epochs without a better validation accuracy

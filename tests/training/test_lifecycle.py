@@ -115,3 +115,21 @@ def test_help_shows_the_defaults_of_the_config_fields(argv, shown, capsys):
     text = " ".join(capsys.readouterr().out.split())
     for s in shown:
         assert s in text, s
+
+
+def test_adam_beta2_reaches_the_optimizer_and_a_run_from_before_it_resumes_with_the_old_value(tiny_corpus, reviews,
+                                                                                              tmp_path):
+    from rnnkit.training import lifecycle
+    from rnnkit.training.trainer import make_optimizer
+    params = [torch.nn.Parameter(torch.zeros(2))]
+    assert make_optimizer(params, TrainConfig(lr=1e-3, beta2=0.95)).param_groups[0]["betas"] == (0.9, 0.95)
+    assert make_optimizer(params, TrainConfig(lr=1e-3, optimizer="adamw", beta2=0.9)).param_groups[0]["betas"] == (0.9, 0.9)
+    out = tmp_path / "run"
+    _start("lm", tiny_corpus, reviews, out, beta2=0.95)
+    run = json.loads((out / "run.json").read_text())
+    assert run["train"]["beta2"] == 0.95
+    del run["train"]["beta2"]                                     # as a run.json written before the field
+    (out / "run.json").write_text(json.dumps(run))
+    _, cfg = lifecycle.read_resumable(out, lm.LMJob.task, lm.LMJob.what, None, lm.RESUMABLE_FIELDS)
+    assert cfg.beta2 == 0.999                                     # what torch's Adam used for such runs
+    assert _resume("lm", out)["step"] == 6

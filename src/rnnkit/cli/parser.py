@@ -148,6 +148,7 @@ def _training_flags(g, cls: type, *, lm: bool) -> None:
                   f"({default_lr(LARGE_ALPHABET + 1, steps=1):g} for runs of under 1,000 steps)") if lm else None
     add(g, T, cls, "--lr", "peak learning rate", type=number(0, low_open=True), default_text=lr_default)
     add(g, T, cls, "--weight-decay", "L2 (sgd, adam) or decoupled (adamw)", type=number(0))
+    add(g, T, cls, "--beta2", "Adam's second-moment decay (betas 0.9, BETA2)", type=number(0, 1, high_open=True))
     add(g, T, cls, "--momentum", "SGD momentum", type=number(0))
     add(g, T, cls, "--schedule", "learning-rate schedule", choices=SCHEDULES)
     add(g, T, cls, "--warmup-steps", "linear warm-up (cosine)", type=nonneg_int)

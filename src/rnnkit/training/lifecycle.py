@@ -87,6 +87,10 @@ def _writer_lock(out, world: World):
         yield
 
 
+# Training fields added after runs were made: the value a run.json without the field trained with.
+EARLIER_TRAIN_DEFAULTS = {"beta2": 0.999}
+
+
 def read_resumable(out: str | Path, task: str, what: str, overrides: Optional[dict],
                    resumable: tuple[str, ...], train_cls: type = TrainConfig) -> tuple[dict, TrainConfig]:
     """run.json of a run to resume and its TrainConfig with ``overrides`` (only ``resumable`` fields)."""
@@ -95,7 +99,7 @@ def read_resumable(out: str | Path, task: str, what: str, overrides: Optional[di
     if bad:
         raise ValueError(f"cannot change {', '.join(bad)} when resuming (the run would not continue exactly); "
                          f"start a new run with --out instead")
-    cfg = from_dict(train_cls, run["train"], source=f"{out}/run.json train")
+    cfg = from_dict(train_cls, {**EARLIER_TRAIN_DEFAULTS, **run["train"]}, source=f"{out}/run.json train")
     return run, dataclasses.replace(cfg, **(overrides or {}))
 
 

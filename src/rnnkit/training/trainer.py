@@ -130,7 +130,8 @@ def make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
     # handful per step); the update is the same. On the CPU torch's default is already the fastest.
     fused = bool(params) and all(p.is_cuda for p in params)
     opt = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.AdamW
-    return opt(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **({"fused": True} if fused else {}))
+    return opt(params, lr=cfg.lr, betas=(0.9, cfg.beta2), weight_decay=cfg.weight_decay,
+               **({"fused": True} if fused else {}))
 
 
 def lr_factor(cfg: TrainConfig, step: int, progress: float) -> float:
