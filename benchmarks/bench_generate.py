@@ -7,9 +7,11 @@ Contenders, on the same untrained 2x512 model (vocab 65, embedding 256, random w
   reference  rnnkit.generate(..., fast=False): ``model(x, state)`` per character with torch's defaults (at
              batch 1 on the CPU that is oneDNN's RNN primitive for the LSTM)
   fast       rnnkit.generate(...), the default: at batch 1 the Stepper (rnnkit/inference/fast.py: ATen's
-             native CPU kernels called directly) with each layer's recurrent matmul on a second thread
-             (2 threads); at batch 64 the same as reference. Its text is checked to be identical to the
+             native CPU kernels called directly), with each layer's recurrent matmul on a second thread
+             if timing 32 characters each way at start says that is faster (2 threads); at batch 64 the
+             same as reference. Its text is checked to be identical to the
              reference path's run on the kernels it mirrors (``torch.backends.mkldnn.flags(enabled=False)``)
+  fast, pipelined       generate(..., pipeline=True): the Stepper with the second thread, always
   fast, not pipelined   generate(..., pipeline=False): the Stepper on one thread
   onnxruntime  the model exported by rnnkit.inference.export (the step model), run by onnxruntime one
              character at a time with NumPy sampling, as examples/onnx_generate.py does (batch 1 only)
@@ -125,10 +127,11 @@ def main() -> None:
                 "naive": lambda s: naive_loop(naive, s, batch, 1),
                 "reference": lambda s: generate(model, VOCAB, cfg(s), fast=False),
                 "fast": lambda s: generate(model, VOCAB, cfg(s)),
+                "fast, pipelined": lambda s: generate(model, VOCAB, cfg(s), pipeline=True),
                 "fast, not pipelined": lambda s: generate(model, VOCAB, cfg(s), pipeline=False),
             }
             if batch > 1:
-                del runs["fast, not pipelined"]                    # the fast path is for batch 1 only
+                del runs["fast, pipelined"], runs["fast, not pipelined"]   # the fast path is for batch 1 only
             elif export_lm is not None:
                 path = onnx_dir / f"{cell}.onnx"
                 export_lm(model, VOCAB, path)
@@ -164,7 +167,8 @@ def main() -> None:
                 f"sample of the batch. *naive*: nn.Embedding + nn.LSTM/GRU + nn.Linear called per character with "
                 f"torch's defaults; *reference*: `generate(..., fast=False)`, `model(x, state)` per character with "
                 f"torch's defaults; *fast*: `generate(...)` (default; at batch 1 ATen's kernels called directly, "
-                f"pipelined over 2 threads); *fast, not pipelined*: `generate(..., pipeline=False)`. At batch 64 "
+                f"pipelined over 2 threads where timing both ways at start says that is faster); *fast, pipelined*: "
+                f"`generate(..., pipeline=True)`; *fast, not pipelined*: `generate(..., pipeline=False)`. At batch 64 "
                 f"rnnkit runs `model(x, state)` with torch's defaults on both paths. *Same text*: the fast path's "
                 f"sample equals the reference path's on the kernels it mirrors (oneDNN off at batch 1), same seed. "
                 f"*onnxruntime*: the exported step model (`rnnkit export`), one `session.run` per character with "

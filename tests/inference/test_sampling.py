@@ -154,6 +154,29 @@ def test_block_models_sample_the_reference_text_on_the_fast_path(cell, backend, 
         assert fast == generate(model, VOCAB, cfg, fast=False)
 
 
+@pytest.mark.parametrize("pipelined_is_faster", [True, False])
+def test_generate_times_both_ways_and_keeps_the_faster_with_the_same_text(pipelined_is_faster, steps_taken,
+                                                                         monkeypatch):
+    """pipeline=None with two threads: PIPELINE_TRIAL characters pipelined, as many not, then the faster
+    (a clock that says which), and the text is the reference's either way."""
+    import rnnkit.inference.sampling as sampling
+    torch.set_num_threads(2)
+    plain = 1000 if pipelined_is_faster else 10                 # the plain trial's time; the pipelined one's: 100
+    readings = [0, 100, 100, 100 + plain]
+    calls = []
+
+    def clock():
+        calls.append(None)
+        return readings[len(calls) - 1]
+    monkeypatch.setattr(sampling, "_clock", clock)
+    model = make_model("gru")
+    cfg = SampleConfig(prompt="the ", length=8 * sampling.PIPELINE_TRIAL + 50, seed=7)
+    text = generate(model, VOCAB, cfg)
+    assert len(calls) == 4
+    assert steps_taken["pipelined"] == (2 if pipelined_is_faster else 1)
+    assert text == reference(model, cfg)
+
+
 def test_one_hot_inputs_take_the_fast_path_too(steps_taken):
     model = make_model("lstm", embed=0)
     cfg = SampleConfig(prompt="ab", length=100, seed=3)

@@ -22,13 +22,17 @@ from __future__ import annotations
 
 import math
 import sys
+import time
 from typing import Callable, Optional
 
 import torch
 
 from ..config import SampleConfig
 from ..data.vocab import CharVocab, describe_unknown
-from .fast import fast_path_supported, stepper as make_stepper
+from .fast import Stepper, fast_path_supported, stepper as make_stepper
+
+PIPELINE_TRIAL = 32      # characters timed each way when generate() chooses whether to pipeline
+_clock = time.perf_counter
 
 
 def filter_logits(logits: torch.Tensor, *, top_k: Optional[int] = None,
@@ -109,8 +113,9 @@ def generate(model, vocab: CharVocab, cfg: SampleConfig, *,
     ``fast=False`` forces the reference path. The fast path is taken for a single sample from a fused
     model on the CPU; batches gain nothing from it (their matmuls are large enough). ``pipeline`` (fast
     path only) runs each layer's recurrent matmul on a second thread: the same text, about twice as fast
-    with an idle second core, slower when that core is busy; None turns it on when torch may use more
-    than one thread.
+    on some CPUs with an idle second core, slower on others and when that core is busy; None (with more
+    than one torch thread and more than a few hundred characters to draw) times ``PIPELINE_TRIAL``
+    characters each way and keeps the faster.
     """
     model.eval()
     device = next(model.parameters()).device
@@ -119,10 +124,13 @@ def generate(model, vocab: CharVocab, cfg: SampleConfig, *,
     n = cfg.num_samples
     drawn: list[torch.Tensor] = []                                 # one (N,) tensor per step
     stepper = make_stepper(model) if fast and n == 1 and fast_path_supported(model) else None
+    choose = False
     try:
         if stepper is not None:
             logits = stepper.prime(ids)                            # (1, V)
-            if cfg.length > 1 and (pipeline or (pipeline is None and torch.get_num_threads() > 1)):
+            choose = (pipeline is None and isinstance(stepper, Stepper) and torch.get_num_threads() > 1
+                      and cfg.length > 8 * PIPELINE_TRIAL)
+            if cfg.length > 1 and (pipeline or choose):
                 stepper.pipeline()
             step = stepper.step
         else:
@@ -134,6 +142,16 @@ def generate(model, vocab: CharVocab, cfg: SampleConfig, *,
                 out, state = model(nxt[:, None], state)
                 return out[:, -1]
         for t in range(cfg.length):
+            if choose:                                             # pipelined, then not; keep the faster
+                if t == 8:                                         # (after a few steps to warm up)
+                    t0 = _clock()
+                elif t == 8 + PIPELINE_TRIAL:
+                    piped, t0 = _clock() - t0, _clock()
+                    stepper.close()
+                elif t == 8 + 2 * PIPELINE_TRIAL:
+                    choose = False
+                    if piped < _clock() - t0:
+                        stepper.pipeline()
             nxt = next_ids(logits, temperature=cfg.temperature, top_k=cfg.top_k, top_p=cfg.top_p,
                            generator=generator)                    # (N,)
             drawn.append(nxt)
