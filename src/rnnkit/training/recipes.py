@@ -47,7 +47,7 @@ MIN_STEPS = 1500                       # a wider model is worth it only with at 
 MAX_PARAMS_PER_CHAR = 4.0              # no more parameters than this per training character: on Tiny
                                        # Shakespeare a 2x768 GRU (5.5 per char) was no better than a 2x512
                                        # (2.5) at equal steps; The Mysterious Island's 480 K chars: 2x384 (3.4) led
-DROPOUT = ((3.0, 0.0), (5.0, 0.1), (12.0, 0.2), (24.0, 0.3), (math.inf, 0.4))   # passes below N -> dropout
+DROPOUT = ((3.0, 0.0), (8.0, 0.1), (12.0, 0.2), (24.0, 0.3), (math.inf, 0.4))   # passes below N -> dropout
 LARGE_ALPHABET = 1000                  # symbols; above this the learning rate is lower ...
 LARGE_ALPHABET_LR = ((1000, 2e-3), (math.inf, 1e-3))   # ... by the steps: below N steps -> lr
 LOOP_SHARE = 0.85                      # the training loop's chars/s against the bare step the probe times
