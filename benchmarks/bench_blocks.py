@@ -1,10 +1,10 @@
 """minGRU and RG-LRU blocks against the GRU of about the same parameter count: training characters per second at
 sequence lengths 50, 200 and 1,000, and batch-1 generation, side by side, alternating A B A B.
 
-    python benchmarks/bench_blocks.py [--steps 6] [--rounds 2] [--seq-lens 50,200,1000] [--device cpu] [--gen-chars 2000]
+    python benchmarks/bench_blocks.py [--steps 6] [--rounds 2] [--seq-lens 50,200,1000] [--device cpu] [--gen-chars 2000] [--chars 3200]
 
 A training step is rnnkit's: a CharLM forward over (B, T) characters with the carried state, the
-cross-entropy, backward, gradient clipping and an Adam step; B·T is about 3,200 characters at every length
+cross-entropy, backward, gradient clipping and an Adam step; B·T is about ``--chars`` (3,200) characters at every length
 (64x50, 16x200, 3x1,000). minGRU runs its
 parallel scan (``--backend fused``) and its loop (``--backend scratch``), and so does RG-LRU.
 """
@@ -36,9 +36,9 @@ MODELS = {                       # about 0.6 M parameters each (65 symbols, embe
 }
 
 
-def trainer(model: CharLM, ids: torch.Tensor, seq: int, steps: int):
+def trainer(model: CharLM, ids: torch.Tensor, seq: int, steps: int, chars: int = CHARS):
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    batch = CHARS // seq
+    batch = max(1, chars // seq)
     x = ids[:batch * seq].view(batch, seq)
     y = ids[1:batch * seq + 1].view(batch, seq)
 
@@ -53,6 +53,8 @@ def trainer(model: CharLM, ids: torch.Tensor, seq: int, steps: int):
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
+        if ids.is_cuda:
+            torch.cuda.synchronize()                   # the clock stops when the GPU is done
         return steps * batch * seq / (time.perf_counter() - t0)
     run()                                              # warm-up: first calls, allocator
     return run
@@ -65,6 +67,7 @@ def main() -> int:
     ap.add_argument("--seq-lens", default="50,200,1000")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--gen-chars", type=int, default=2000, help="characters per generation round")
+    ap.add_argument("--chars", type=int, default=CHARS, help="characters per training step (batch x seq len)")
     args = ap.parse_args()
     text = bundled_corpus("shakespeare")[:200_000]
     vocab = CharVocab.from_text(text)
@@ -76,9 +79,9 @@ def main() -> int:
     params = {name: m.num_parameters() for name, m in models.items()}
     rows = []
     for seq in [int(s) for s in args.seq_lens.split(",")]:
-        rates = alternate({name: trainer(m, ids, seq, args.steps) for name, m in models.items()}, args.rounds)
+        rates = alternate({name: trainer(m, ids, seq, args.steps, args.chars) for name, m in models.items()}, args.rounds)
         base = rates["gru 2x256"]
-        rows += [[name, f"{params[name]:,}", seq, f"{CHARS // seq}x{seq}", round(rate),
+        rows += [[name, f"{params[name]:,}", seq, f"{max(1, args.chars // seq)}x{seq}", round(rate),
                   f"{rate / base:.2f}x"] for name, rate in rates.items()]
         print(rows[-len(MODELS):], flush=True)
     gen = {}
@@ -94,8 +97,8 @@ def main() -> int:
             gen[(name, fast)] = sample
     gen = alternate(gen, args.rounds)
     base_gen = gen[("gru 2x256", True)]
-    body = ("Training: chars/s of rnnkit's training step (forward, loss, backward, clip, Adam), about 3,200 "
-            f"characters per step, median of {args.rounds} rounds alternating.\n\n"
+    body = ("Training: chars/s of rnnkit's training step (forward, loss, backward, clip, Adam), about "
+            f"{args.chars:,} characters per step, median of {args.rounds} rounds alternating.\n\n"
             + table(["model", "parameters", "seq len", "batch", "train chars/s", "vs GRU"], rows)
             + f"\n\nGeneration, batch 1, {args.gen_chars:,} characters, median of {args.rounds} rounds alternating: "
             "*fast* is `generate(...)` (the default: the GRU on ATen's kernels, the blocks' single-step form "
@@ -104,7 +107,9 @@ def main() -> int:
                     [[n, "fast" if fast else "reference", round(r), f"{r / base_gen:.2f}x"]
                      for (n, fast), r in gen.items()]))
     print(body)
-    write_section("bench_blocks", "Scan blocks against the GRU", body)
+    cuda = args.device != "cpu"                        # a GPU's figures go to a section of their own
+    write_section("bench_blocks_cuda" if cuda else "bench_blocks",
+                  "Scan blocks against cuDNN's GRU" if cuda else "Scan blocks against the GRU", body)
     return 0
 
 

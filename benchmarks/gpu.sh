@@ -2,7 +2,7 @@
 # The GPU measurements of docs/benchmarks.md, in one go on a CUDA machine that has PyTorch (no install:
 # the package runs from src/). Sections go to $DOCS_COPY (default docs/benchmarks.md); merge a copy back
 # with `python benchmarks/_common.py merge COPY`. Logs go to $LOGS (default /tmp).
-#   bash benchmarks/gpu.sh tests|train|sweep5|sweep10
+#   bash benchmarks/gpu.sh tests|train|sweep5|sweep10|blocks|blocks-quality
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH=$PWD/src PYTHONUNBUFFERED=1 RNNKIT_BENCH_DOCS=${DOCS_COPY:-$PWD/docs/benchmarks.md}
@@ -27,5 +27,12 @@ for what in "$@"; do case $what in
       python3 benchmarks/recipe_sweep.py sweep --corpus $c --rates benchmarks/rates_cpu.json --budget 600 \
         --seeds 0 --jobs 14 2>&1 | tee "$LOGS/sweep10_$c.log" | tail -30
     done ;;
-  *) echo "gpu.sh: unknown step $what (tests, train, sweep5, sweep10)"; exit 2 ;;
+  blocks)  # scan blocks against cuDNN's GRU: training chars/s at 50 to 2,048 characters (64 K per step)
+    python3 benchmarks/bench_blocks.py --device cuda --steps 30 --rounds 3 --chars 65536 \
+      --seq-lens 50,256,1024,2048 --gen-chars 500 2>&1 | tee "$LOGS/bench_blocks_cuda.log" | tail -34 ;;
+  blocks-quality)  # 3 minutes of each cell's recipe on Tiny Shakespeare at sequence length 256 (~11 min)
+    BUDGET_S=180 python3 benchmarks/bench_blocks_quality.py ../shared/data/tinyshakespeare.txt \
+      --label "Tiny Shakespeare, CUDA, 3 min, seq 256" -- --device cuda --seq-len 256 \
+      2>&1 | tee "$LOGS/bench_blocks_quality_cuda.log" | tail -14 ;;
+  *) echo "gpu.sh: unknown step $what (tests, train, sweep5, sweep10, blocks, blocks-quality)"; exit 2 ;;
 esac; done
