@@ -118,7 +118,7 @@ def step(model, groups: Sequence[Group], ids: Sequence[torch.Tensor], *, batched
     state = join([torch.cat([_parts(g.state)[p] for g in groups], 1) for p in range(len(parts))])
     ids = torch.cat(list(ids))
     if fast_path_supported(model):               # the fast path's kernels at any batch: a little quicker
-        logits, state = _aten_step(model, ids, state)
+        logits, state = _fast_step(model, ids, state)
     else:
         logits, state = _forward(model, ids, state)
     split_logits = logits.split(sizes)
@@ -133,12 +133,12 @@ def _forward(model, ids: torch.Tensor, state):
     path (``fast.stepper``: ATen's kernels op for op, or the blocks' single-step form); anything else is
     ``model(x, state)``."""
     if ids.shape[0] == 1 and fast_path_supported(model):
-        return _aten_step(model, ids, state)
+        return _fast_step(model, ids, state)
     out, state = model(ids[:, None], state)
     return out[:, -1], state
 
 
-def _aten_step(model, ids: torch.Tensor, state):
-    """One step on the fast path, from and to a state in the model's own layout."""
+def _fast_step(model, ids: torch.Tensor, state):
+    """One step on the fast path (``fast.stepper``), from and to a state in the model's own layout."""
     stepper = make_stepper(model, state)
     return stepper.step(ids), stepper.state()

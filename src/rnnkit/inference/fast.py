@@ -47,21 +47,32 @@ def _blocks(rnn) -> bool:
     return isinstance(rnn, Unrolled) and registry.get(rnn.cell).scan
 
 
+def _cached_row(rows: dict, ids: torch.Tensor, compute):
+    """``compute()`` for ids (B,); at batch 1 computed once per id and looked up after that."""
+    if ids.shape[0] != 1:
+        return compute()
+    i = int(ids)
+    row = rows.get(i)
+    if row is None:
+        row = rows[i] = compute()
+    return row
+
+
 def fast_path_supported(model) -> bool:
     """The fast path serves fused LSTM/GRU/tanh-RNN CharLMs and CharLMs of scan blocks, in float32 on the
     CPU."""
     rnn = getattr(model, "rnn", None)
     if not hasattr(model, "head") or not hasattr(model, "inputs"):
         return False
+    if not all(p.device.type == "cpu" and p.dtype == torch.float32 for p in model.parameters()):
+        return False
     if _blocks(rnn):
-        return all(p.device.type == "cpu" and p.dtype == torch.float32 for p in model.parameters())
+        return True
     if _fast_step(rnn) is None:
         return False
     if rnn.bidirectional or not rnn.bias or not rnn.batch_first or getattr(rnn, "proj_size", 0):
         return False
-    if isinstance(rnn, nn.RNN) and rnn.nonlinearity != "tanh":
-        return False
-    return all(p.device.type == "cpu" and p.dtype == torch.float32 for p in model.parameters())
+    return not (isinstance(rnn, nn.RNN) and rnn.nonlinearity != "tanh")
 
 
 class _Recurrent(threading.Thread):
@@ -140,13 +151,8 @@ class Stepper:
     def _input_projection(self, ids: torch.Tensor) -> torch.Tensor:
         # W_ih x + b_ih for layer 0, computed as torch.nn computes it for a (B, 1) input. At batch 1 each
         # character's row is computed once, by the same operation, and reused.
-        if ids.shape[0] == 1:
-            i = int(ids)
-            row = self.rows.get(i)
-            if row is None:
-                row = self.rows[i] = F.linear(self.model.inputs(ids[:, None]), self.w_ih[0], self.b_ih[0])[:, 0]
-            return row
-        return F.linear(self.model.inputs(ids[:, None]), self.w_ih[0], self.b_ih[0])[:, 0]   # (B, G·H)
+        return _cached_row(self.rows, ids, lambda: F.linear(self.model.inputs(ids[:, None]), self.w_ih[0],
+                                                            self.b_ih[0])[:, 0])    # (B, G·H)
 
     def prime(self, ids: torch.Tensor) -> torch.Tensor:
         """Read a prompt, ids (T,) int64, as ATen's CPU layer reads a sequence; logits (1, V) after its
@@ -212,22 +218,12 @@ class BlockStepper:
         return logits[:, -1]
 
     def _first(self, ids: torch.Tensor):
-        first = self.blocks[0]
-
-        def compute():
-            x = first.project(self.model.inputs(ids[:, None]))[:, 0]   # (B, H), as the forward computes it
-            return x, self.steps[0].front(x)
-        if ids.shape[0] != 1:
-            return compute()
-        i = int(ids)
-        row = self.rows.get(i)
-        if row is None:
-            row = self.rows[i] = compute()
-        return row
+        x = self.blocks[0].project(self.model.inputs(ids[:, None]))[:, 0]   # (B, H), as the forward computes it
+        return x, self.steps[0].front(x)
 
     def step(self, ids: torch.Tensor) -> torch.Tensor:
         """ids (B,) int64 -> logits (B, V); advances the state."""
-        x, front = self._first(ids)
+        x, front = _cached_row(self.rows, ids, lambda: self._first(ids))
         for k, step in enumerate(self.steps):
             x, self.states[k] = step(x, self.states[k], front)
             front = None

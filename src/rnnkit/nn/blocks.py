@@ -301,14 +301,21 @@ class RGLRUBlock(ResidualBlock):
         a = torch.empty(D).uniform_(0.9, 0.999) ** (1 / self.C)      # a^c ~ U[0.9, 0.999]
         self.decay = nn.Parameter(a.log() - (-a).log1p())            # Λ = logit(a)
 
+    @staticmethod
+    def gated(ri: torch.Tensor, u: torch.Tensor, c_log_decay: torch.Tensor):
+        """log a_t and the recurrence's input √(1 − a_t²) ⊙ i_t ⊙ u_t from the pre-activations of r and i
+        (..., 2D) and u (..., D), all float32; ``c_log_decay`` is c log σ(Λ)."""
+        r, i = torch.sigmoid(ri).chunk(2, -1)
+        log_a = r * c_log_decay                                       # ≤ 0
+        scale = (-torch.expm1(2 * log_a)).clamp_min(1e-6).sqrt()      # √(1 − a²)
+        return log_a, scale * i * u
+
     def mix(self, a, h, buf):
         u, gate = self.to_ug(a).chunk(2, -1)
         u, buf = causal_conv(self.conv, u, buf)
         u = u.float()                                                 # the recurrence in float32, also under autocast
-        r, i = torch.sigmoid(self.to_ri(u).float()).chunk(2, -1)
-        log_a = self.C * r * F.logsigmoid(self.decay.float())         # (B, T, D), ≤ 0
-        scale = (-torch.expm1(2 * log_a)).clamp_min(1e-6).sqrt()      # √(1 − a²)
-        hs = (linear_scan if self.parallel else linear_loop)(log_a, scale * i * u, h.float())
+        log_a, b = self.gated(self.to_ri(u).float(), u, self.C * F.logsigmoid(self.decay.float()))
+        hs = (linear_scan if self.parallel else linear_loop)(log_a, b, h.float())
         return hs * F.gelu(gate.float()), hs[:, -1], buf
 
     def mix_stepper(self):
@@ -324,9 +331,7 @@ class RGLRUBlock(ResidualBlock):
             u, gate = f
             u, buf = conv(u, buf)
             u = u.float()
-            r, i = torch.sigmoid(F.linear(u, ri, rib).float()).split(D, -1)
-            log_a = r * c_log_decay
-            scale = (-torch.expm1(2 * log_a)).clamp_min(1e-6).sqrt()  # √(1 − a²)
-            h = torch.addcmul(scale * i * u, log_a.exp(), h.float())  # a h + √(1 − a²) (i ⊙ u)
+            log_a, b = self.gated(F.linear(u, ri, rib).float(), u, c_log_decay)
+            h = torch.addcmul(b, log_a.exp(), h.float())              # a h + √(1 − a²) (i ⊙ u)
             return h * gate, h, buf
         return front, mix
