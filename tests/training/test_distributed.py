@@ -17,6 +17,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from rnnkit.training.trainer import World
+
 pytest.importorskip("torch.distributed.run", reason="torchrun ships with torch")
 if not torch.distributed.is_available() or not torch.distributed.is_gloo_available():
     pytest.skip("this torch has no gloo backend", allow_module_level=True)
@@ -144,6 +146,47 @@ def test_sigterm_saves_a_checkpoint_that_resumes_exactly_and_at_another_world_si
     assert val_losses(run) == val_losses(ref)
     assert one("train", "--resume", run, "--steps", "1300", "--quiet").returncode == 0   # W = 1 from W = 2
     assert val_losses(run)[-1][0] == 1300
+
+
+class _LateSignalWorld(World):
+    """Rank 0 of two, whose peer never sees a signal: after the step all-reduce number ``late``, SIGTERM lands
+    here (too late for that all-reduce). Every collective is logged as (name, result)."""
+
+    def __init__(self, late: int):
+        super().__init__(rank=0, size=2)
+        object.__setattr__(self, "late", late)
+        object.__setattr__(self, "calls", [])
+
+    def max(self, values):
+        self.calls.append(("max", list(values)))
+        if len(values) == 2 and sum(name == "max" and len(v) == 2 for name, v in self.calls) == self.late:
+            signal.raise_signal(signal.SIGTERM)
+        return values
+
+    def sum(self, values):
+        self.calls.append(("sum", list(values)))
+        return values
+
+    def gather(self, obj):
+        self.calls.append(("gather", None))
+        return [obj, obj]
+
+
+def test_a_signal_after_the_steps_all_reduce_waits_for_the_next_one(tiny_corpus, tmp_path, monkeypatch):
+    """A process acts on a signal only once every process has heard of it: else it starts the checkpoint's
+    collectives while its peers start the next step's gradient all-reduce (gloo: 'collective mismatch')."""
+    from rnnkit.config import DataConfig, ModelConfig, TrainConfig
+    from rnnkit.training import distributed, lm
+    from rnnkit.training.trainer import TrainingStopped
+    world = _LateSignalWorld(late=5)
+    monkeypatch.setattr(distributed, "init", lambda device: world)
+    cfg = TrainConfig(batch_size=4, seq_len=16, steps=40, eval_every=1000, eval_chars=600, seed=7, threads=1,
+                      device="cpu")
+    with pytest.raises(TrainingStopped, match="SIGTERM: saved a resumable checkpoint at step 6 "):
+        lm.train(DataConfig(path=str(tiny_corpus)), ModelConfig(cell="gru", hidden_size=16, num_layers=1,
+                                                                embed_size=8), cfg, tmp_path / "run", quiet=True)
+    steps = [v for name, v in world.calls if name == "max" and len(v) == 2]
+    assert len(steps) == 6 and [flag for _, flag in steps] == [0.0] * 5 + [1.0]    # stopped on the shared flag
 
 
 def test_a_batch_that_does_not_divide_gets_one_line(corpus, tmp_path):

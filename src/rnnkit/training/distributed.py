@@ -94,8 +94,13 @@ def init(device: str) -> World:
     import torch.distributed as dist
     dev = torch.device(local_device(device))
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo",
-                                timeout=datetime.timedelta(seconds=TIMEOUT_S))
+        timeout = datetime.timedelta(seconds=TIMEOUT_S)
+        store, rank, size = next(dist.rendezvous("env://", timeout=timeout))
+        # torchrun keeps one store across restarts: without a prefix per attempt, a restarted process can read
+        # a peer's address from the attempt before and fail to connect, or wait for it forever (torch 2.13).
+        store = dist.PrefixStore(f"rnnkit/attempt-{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}", store)
+        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo", store=store, rank=rank, world_size=size,
+                                timeout=timeout)
         atexit.register(_leave)
     return ProcessGroupWorld(rank=dist.get_rank(), size=dist.get_world_size(), barrier=dist.barrier, device=dev)
 

@@ -287,7 +287,8 @@ class Trainer:
         self.progress = Progress(best_by=getattr(self.task, "select", "val_loss"))   # best weights by this figure
         epoch = getattr(self.batches, "steps_per_epoch", None) if self.cfg.eval_every_s else None
         self.cadence = Cadence(self.cfg.eval_every, self.cfg.eval_every_s, epoch or math.inf)
-        self._stop_signal: Optional[int] = None
+        self._signal_seen: Optional[int] = None         # set by the handler, at any moment
+        self._stop_signal: Optional[int] = None         # acted on: set between steps, the same on every process
         self._events = None                                  # TensorBoard writer, open during fit
         if self.cfg.tensorboard and self.world.is_writer:
             event_writer()                                   # fails here, before a run directory is made
@@ -410,10 +411,15 @@ class Trainer:
         if self.device.type == "cuda" and p.step % SYNC_EVERY == 0:
             torch.cuda.synchronize()            # so that train_time measures the GPU's work, not its queue
         p.train_time += time.perf_counter() - t0
+        seen = self._signal_seen                # read once: the handler may set it at any moment
         if self.world.size > 1:                 # decided once for all: the time spent, a signal to one process
-            p.train_time, stop = self.world.max([p.train_time, float(self._stop_signal is not None)])
-            if stop and self._stop_signal is None:
-                self._stop_signal = signal.SIGTERM
+            p.train_time, stop = self.world.max([p.train_time, float(seen is not None)])
+            # Only the shared answer decides: a signal that lands after the all-reduce waits for the next step,
+            # or this process would start the checkpoint's collectives while its peers start the next step's.
+            if stop:
+                self._stop_signal = seen or signal.SIGTERM
+        else:
+            self._stop_signal = seen
 
     def _check_finite(self, window: _Window) -> None:
         """Stop at a non-finite training loss, naming its step; the last good checkpoint stays."""
@@ -458,7 +464,10 @@ class Trainer:
             if self._events is not None:
                 write_events(self._events, record)
         self.save(best=improved, metrics={k: v for k, v in record.items() if isinstance(v, (int, float))})
-        self.cadence.evaluated(time.perf_counter() - t0)
+        cost = time.perf_counter() - t0
+        if self.world.size > 1:                 # the next evaluation's timing, the same on every process
+            cost = self.world.max([cost])[0]
+        self.cadence.evaluated(cost)
         self.log(self._describe(record))
         return record
 
@@ -482,9 +491,9 @@ class Trainer:
     @contextmanager
     def _signals(self):
         def handler(signum, frame):
-            if self._stop_signal is not None:          # a second signal: stop now (files stay whole)
+            if self._signal_seen is not None:          # a second signal: stop now (files stay whole)
                 raise KeyboardInterrupt
-            self._stop_signal = signum
+            self._signal_seen = signum
         old = {}
         for s in (signal.SIGINT, signal.SIGTERM):
             try:
