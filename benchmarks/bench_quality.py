@@ -64,11 +64,12 @@ def run_plain(corpus: str, budget: float) -> dict:
             "train_s": r["train_time_s"], "what": r["model"]}
 
 
-def run_rnnkit(corpus: str, budget: float, flags: list[str]) -> dict:
+def run_rnnkit(corpus: str, budget: float | None, flags: list[str]) -> dict:
+    """``rnnkit train CORPUS FLAGS`` for ``budget`` seconds of training (None: the budget is in FLAGS)."""
     rnnkit = Path(sys.executable).with_name("rnnkit")
     with tempfile.TemporaryDirectory(prefix="rnnkit-quality-") as tmp:
-        cmd = [str(rnnkit), "train", corpus, "--time-budget", f"{budget:g}s", "--out", f"{tmp}/run",
-               "--quiet", "--json", "--threads", "2", *flags]
+        cmd = [str(rnnkit), "train", corpus, *(["--time-budget", f"{budget:g}s"] if budget else []),
+               "--out", f"{tmp}/run", "--quiet", "--json", "--threads", "2", *flags]
         done = subprocess.run(cmd, capture_output=True, text=True, check=True)
         r = last_json(done.stdout)
         run = json.loads(Path(tmp, "run", "run.json").read_text())

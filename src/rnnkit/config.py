@@ -19,7 +19,7 @@ from .nn import registry
 BACKENDS = ("fused", "scratch")
 BATCHINGS = ("consecutive", "random")
 OPTIMIZERS = ("sgd", "adam", "adamw")
-SCHEDULES = ("constant", "cosine", "plateau")
+SCHEDULES = ("constant", "cosine", "linear", "plateau")
 PRECISIONS = ("fp32", "bf16")
 DEVICES = ("auto", "cpu", "cuda")
 ERRORS = ("strict", "replace", "ignore")   # what to do with undecodable bytes
@@ -93,9 +93,9 @@ class TrainConfig:
     beta2: float = 0.99                 # Adam's second-moment decay (betas 0.9, beta2): 0.99 never lost to
                                         # torch's 0.999 for the char LM (docs/benchmarks.md, "Recipes")
     momentum: float = 0.0               # SGD momentum
-    schedule: str = "cosine"            # constant | cosine (with warm-up, decays to min_lr_ratio) | plateau
-    warmup_steps: int = 50              # linear warm-up steps (cosine)
-    min_lr_ratio: float = 0.05          # final learning rate as a fraction of lr (cosine)
+    schedule: str = "cosine"            # constant | cosine or linear (warm-up, then decay to min_lr_ratio) | plateau
+    warmup_steps: int = 50              # linear warm-up steps (cosine, linear, plateau)
+    min_lr_ratio: float = 0.05          # final learning rate as a fraction of lr (cosine, linear)
     clip: float = 1.0                   # global gradient-norm clip; 0 disables
     steps: Optional[int] = None         # budget in optimizer steps
     epochs: Optional[float] = None      # budget in passes over the training text
@@ -352,7 +352,7 @@ class ClassifierTrainConfig(TrainConfig):
     """TrainConfig with the classifier's defaults (the IMDb configuration in docs/classify.md)."""
     lr: Optional[float] = 3e-3          # peak learning rate
     beta2: float = 0.999                # Adam's second-moment decay (torch's default; not measured against 0.99)
-    warmup_steps: int = 100             # linear warm-up steps (cosine); at most a tenth of a step budget
+    warmup_steps: int = 100             # linear warm-up steps (cosine, linear); at most a tenth of a step budget
     eval_every_s: Optional[float] = None  # None with eval_every None: validate at the end of every epoch
     patience: Optional[int] = None      # stop after this many epochs without a better validation accuracy
 

@@ -48,7 +48,7 @@ TRAIN_FLAGS = {
     "--lr": number(1e-6, 10),
     "--weight-decay": number(0, 1),
     "--momentum": number(0, 0.99),
-    "--schedule": st.sampled_from(["constant", "cosine", "plateau"]),
+    "--schedule": st.sampled_from(["constant", "cosine", "linear", "plateau"]),
     "--warmup-steps": small_int(0, 10**6),
     "--min-lr-ratio": number(0, 1),
     "--clip": number(0, 10),

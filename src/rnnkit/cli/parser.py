@@ -151,8 +151,8 @@ def _training_flags(g, cls: type, *, lm: bool) -> None:
     add(g, T, cls, "--beta2", "Adam's second-moment decay (betas 0.9, BETA2)", type=number(0, 1, high_open=True))
     add(g, T, cls, "--momentum", "SGD momentum", type=number(0))
     add(g, T, cls, "--schedule", "learning-rate schedule", choices=SCHEDULES)
-    add(g, T, cls, "--warmup-steps", "linear warm-up (cosine)", type=nonneg_int)
-    add(g, T, cls, "--min-lr-ratio", "final lr / peak lr for cosine", type=number(0, 1))
+    add(g, T, cls, "--warmup-steps", "linear warm-up (cosine, linear, plateau)", type=nonneg_int)
+    add(g, T, cls, "--min-lr-ratio", "final lr / peak lr for cosine and linear", type=number(0, 1))
     add(g, T, cls, "--clip", "global gradient-norm clip; 0 disables", type=number(0))
     add(g, T, cls, "--steps", "budget: optimizer steps", type=positive_int)
     add(g, T, cls, "--epochs", "budget: passes over the training " + ("text" if lm else "texts"),

@@ -138,9 +138,11 @@ def lr_factor(cfg: TrainConfig, step: int, progress: float) -> float:
     """Multiplier of the peak learning rate: linear warm-up over steps, then the schedule's shape over
     ``progress`` in [0, 1] (fraction of the step or time budget spent)."""
     warm = min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps and cfg.schedule != "constant" else 1.0
+    p = min(max(progress, 0.0), 1.0)
     if cfg.schedule == "cosine":
-        p = min(max(progress, 0.0), 1.0)
         return warm * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * p)))
+    if cfg.schedule == "linear":
+        return warm * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * (1 - p))
     return warm
 
 
