@@ -102,6 +102,21 @@ def test_long_sequences_and_extreme_gates_stay_finite(cell):
         assert torch.isfinite(grad).all()
 
 
+@pytest.mark.parametrize("cell", BLOCKS)
+def test_under_bfloat16_autocast_the_recurrence_stays_float32(cell):
+    """Mixed precision runs the projections in bfloat16 and the scan in float32: the carried state is float32
+    and the outputs follow the float32 block to bfloat16's precision, also over a long sequence."""
+    par, _ = blocks(cell)
+    x = torch.randn(2, 512, 6)
+    ref, ref_state = run(par, x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y, state = run(par, x)
+    h, ref_h = state[1], ref_state[1]                       # (output, recurrence h, convolution window)
+    assert h.dtype == torch.float32 and torch.isfinite(y).all()
+    torch.testing.assert_close(h, ref_h, rtol=0.05, atol=0.05)
+    torch.testing.assert_close(y.float(), ref, rtol=0.05, atol=0.05)
+
+
 def test_rglru_decays_start_where_griffin_puts_them_and_blocks_keep_their_gradients_finite():
     block = RGLRUBlock(8, 64)
     a_c = torch.sigmoid(block.decay.detach()) ** RGLRUBlock.C          # a^c ~ U[0.9, 0.999] (Griffin §2.4)
