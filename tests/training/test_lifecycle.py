@@ -106,7 +106,7 @@ def test_classify_train_reads_a_config_file(reviews, tmp_path, capsys):
                            "peak learning rate (default the recipe's: 0.005 up to 256 wide and for the LSTM, 0.003 wider, 0.001 "
                            "for alphabets of over 1,000 symbols (0.002 for runs of under 1,000 steps))"]),
     (["classify", "train", "--help"], ["state width per direction (default 128)", "peak learning rate (default 0.003)",
-                                       "linear warm-up (cosine) (default 100)", "(default each epoch)"]),
+                                       "linear warm-up (cosine, linear, plateau) (default 100)", "(default each epoch)"]),
     (["sample", "--help"], ["characters to generate (default 500)", "(default 1)"]),
 ])
 def test_help_shows_the_defaults_of_the_config_fields(argv, shown, capsys):
