@@ -8,9 +8,12 @@ the other:
           by validation loss
   recipe  rnnkit classify train TRAIN (no flags: the recipe of training/recipes.py)
 
+  NAME    rnnkit classify train TRAIN FLAGS, for each ``--variant 'NAME=FLAGS'`` (the recipe with FLAGS on top)
+
 then ``rnnkit classify eval RUN TEST``. Reports test accuracy per seed and the mean.
 
     python benchmarks/bench_classifier_recipe.py NAME=TRAIN.csv,TEST.csv [...] [--seeds 1,2,3] [--label L]
+        [--variant 'NAME=FLAGS' ...]
 
 The fixed side's "best weights by validation loss" is what rnnkit did then; this version selects by
 accuracy for both, so the fixed row differs from the old behaviour in that one point.
@@ -23,6 +26,7 @@ import csv
 import json
 import math
 import re
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -59,8 +63,11 @@ def main() -> None:
     ap.add_argument("sets", nargs="+", help="NAME=TRAIN.csv,TEST.csv")
     ap.add_argument("--seeds", default="1,2,3")
     ap.add_argument("--label", default="labelled sets at hand")
+    ap.add_argument("--variant", action="append", default=[], metavar="NAME=FLAGS",
+                    help="also train the recipe with FLAGS on top and report it as NAME (repeatable)")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
+    variants = [(v.split("=", 1)[0], shlex.split(v.split("=", 1)[1])) for v in args.variant]
     seeds = [int(s) for s in args.seeds.split(",")]
     rows, notes = [], []
     for spec in args.sets:
@@ -68,7 +75,7 @@ def main() -> None:
         train, test = paths.split(",")
         n = count_rows(train)
         steps = max(3 * math.ceil(round(n * 0.8) / 64), 200)
-        for side, flags in (("fixed", FIXED + ["--steps", str(steps)]), ("recipe", [])):
+        for side, flags in (("fixed", FIXED + ["--steps", str(steps)]), ("recipe", []), *variants):
             results = [train_and_eval(train, test, flags, seed) for seed in seeds]
             accs = [r["test"] for r in results]
             print(name, side, accs, file=sys.stderr, flush=True)
@@ -83,7 +90,8 @@ def main() -> None:
     if not args.no_write:
         write_section("bench_classifier_recipe_" + re.sub(r"\W+", "_", args.label), f"Classifier recipe: {args.label}",
                       f"Seeds {args.seeds}; fixed = `{' '.join(FIXED)} --steps S` (S = max(3 epochs, 200)), "
-                      f"recipe = no flags.\n\n" + text)
+                      f"recipe = no flags" + "".join(f"; {name} = `{shlex.join(flags)}`" for name, flags in variants)
+                      + ".\n\n" + text)
 
 
 if __name__ == "__main__":

@@ -277,7 +277,7 @@ def parse_duration(text: str | float | int) -> float:
 
 # ----------------------------------------------------------------------------- sequence classification
 
-POOLINGS = ("last", "mean", "max")
+POOLINGS = ("last", "mean", "max", "meanmax")
 TEXT_FORMATS = ("auto", "aclimdb", "csv", "tsv", "jsonl")
 TRUNCATIONS = ("head", "tail", "both")
 
@@ -293,8 +293,10 @@ class ClassifierConfig:
     num_layers: int = 1          # stacked recurrent layers
     bidirectional: bool = False  # also read every text backwards; features of both directions concatenated
     pooling: str = "max"         # last: final valid state of each direction | mean | max over the valid steps
+                                 # | meanmax: the mean and the max, concatenated
     head_hidden: int = 0         # width of a ReLU layer before the output layer (seed 002: 64); 0 = linear head
     dropout: float = 0.3         # on embeddings, between layers and on the pooled features
+    word_dropout: float = 0.0    # in training, each word of a text becomes <unk> with this probability
     packed: bool = False         # run through pack_padded_sequence (same weights, same outputs; ~5x slower on CPU)
     cell_options: Optional[dict] = None  # the cell's own hyperparameters, as ModelConfig's; stored resolved
 
@@ -313,6 +315,8 @@ class ClassifierConfig:
         _at_least("head_hidden", self.head_hidden, 0)
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+        if not 0.0 <= self.word_dropout < 1.0:
+            raise ConfigError(f"word_dropout must be in [0, 1), got {self.word_dropout}")
 
 
 @dataclass(frozen=True)

@@ -156,7 +156,8 @@ def _reviews_run(tmp_path, max_tokens=12, **model):
 # LSTM and GRU export at any width; scan blocks and the tanh RNN at the run's --max-tokens (12 here)
 @pytest.mark.parametrize("cell,bidirectional,pooling", [("lstm", True, "max"), ("gru", False, "last"),
                                                         ("mingru", True, "mean"), ("rglru", False, "max"),
-                                                        ("rglru", True, "last"), ("rnn", True, "max")])
+                                                        ("rglru", True, "last"), ("rnn", True, "max"),
+                                                        ("gru", True, "meanmax")])
 def test_a_classifier_exports_with_its_probabilities(cell, bidirectional, pooling, tmp_path):
     run = _reviews_run(tmp_path, cell=cell, bidirectional=bidirectional, pooling=pooling)
     export_run(run, tmp_path / "c.onnx")

@@ -44,7 +44,7 @@ def _padded(lengths, vocab=30, pad_value=0, width=None, seed=0):
 
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
 @pytest.mark.parametrize("bidirectional", [False, True])
-@pytest.mark.parametrize("pooling", ["last", "mean", "max"])
+@pytest.mark.parametrize("pooling", ["last", "mean", "max", "meanmax"])
 def test_padded_batch_equals_each_text_alone(cell, bidirectional, pooling):
     torch.manual_seed(0)
     cfg = ClassifierConfig(vocab_size=30, num_classes=3, cell=cell, embed_size=6, hidden_size=5, num_layers=2,
@@ -62,6 +62,40 @@ def test_padded_batch_equals_each_text_alone(cell, bidirectional, pooling):
     packed = SequenceClassifier(ClassifierConfig(**{**cfg.__dict__, "packed": True})).eval()
     packed.load_state_dict(model.state_dict())
     torch.testing.assert_close(packed(tokens, lengths), batched, atol=1e-6, rtol=1e-5)
+
+
+def test_meanmax_pooling_is_the_mean_beside_the_max():
+    torch.manual_seed(0)
+    both = SequenceClassifier(ClassifierConfig(vocab_size=30, num_classes=2, embed_size=6, hidden_size=5,
+                                               bidirectional=True, pooling="meanmax", dropout=0.0)).eval()
+    tokens, lengths = _padded([6, 1, 9, 3])
+    feats = both.features(tokens, lengths)
+    assert feats.shape == (4, 20) and both.head.in_features == 20
+    for k, pooling in enumerate(["mean", "max"]):
+        one = SequenceClassifier(ClassifierConfig(**{**both.config.__dict__, "pooling": pooling})).eval()
+        one.load_state_dict({k: v for k, v in both.state_dict().items() if not k.startswith("head")}, strict=False)
+        torch.testing.assert_close(feats[:, 10 * k:10 * (k + 1)], one.features(tokens, lengths))
+
+
+def test_word_dropout_reads_words_as_unk_in_training_only():
+    torch.manual_seed(0)
+    cfg = ClassifierConfig(vocab_size=30, num_classes=2, embed_size=6, hidden_size=5, bidirectional=True,
+                           pooling="mean", dropout=0.0, word_dropout=0.4)
+    model = SequenceClassifier(cfg)
+    plain = SequenceClassifier(ClassifierConfig(**{**cfg.__dict__, "word_dropout": 0.0}))
+    plain.load_state_dict(model.state_dict())
+    tokens, lengths = _padded([60, 1, 90, 30], seed=3)
+    valid = torch.arange(tokens.shape[1])[None] < lengths[:, None]
+    torch.manual_seed(5)
+    dropped = model.train()(tokens, lengths)
+    torch.manual_seed(5)
+    unk = (torch.rand(tokens.shape) < 0.4) & valid                 # the draw the model makes
+    assert 0.3 < unk.sum() / valid.sum() < 0.5
+    torch.testing.assert_close(dropped, plain.train()(tokens.masked_fill(unk, 1), lengths))
+    assert not torch.allclose(dropped, plain(tokens, lengths))
+    torch.testing.assert_close(model.eval()(tokens, lengths), plain.eval()(tokens, lengths))   # evaluation: every word
+    with pytest.raises(Exception, match="word_dropout"):
+        ClassifierConfig(word_dropout=1.0)
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])

@@ -314,10 +314,12 @@ def _classify(sub) -> None:
     add(g, M, ClassifierConfig, "--hidden-size", "state width per direction", type=positive_int)
     add(g, M, ClassifierConfig, "--layers", "stacked recurrent layers", field="num_layers", type=positive_int)
     add(g, M, ClassifierConfig, "--bidirectional", "read each text in both directions")
-    add(g, M, ClassifierConfig, "--pooling", "last valid state of each direction, or mean/max over the valid steps",
+    add(g, M, ClassifierConfig, "--pooling", "last valid state of each direction, or mean/max (or both: meanmax) over the valid steps",
         choices=POOLINGS)
     add(g, M, ClassifierConfig, "--head-hidden", "ReLU layer before the output; 0: none", type=nonneg_int)
     add(g, M, ClassifierConfig, "--dropout", "dropout probability", type=number(0, 1, high_open=True))
+    add(g, M, ClassifierConfig, "--word-dropout", "in training, the chance that a word is read as <unk>",
+        type=number(0, 1, high_open=True))
     add(g, M, ClassifierConfig, "--packed", "run through pack_padded_sequence (same results; slower on CPU)")
     _cell_option_flag(g)
     _training_flags(t.add_argument_group("training"), ClassifierTrainConfig, lm=False)

@@ -90,7 +90,7 @@ class SequenceClassifier(nn.Module):
                           for _ in range(d))
             for k in range(c.num_layers))
         self.drop = nn.Dropout(c.dropout)
-        features = d * c.hidden_size
+        features = d * c.hidden_size * (2 if c.pooling == "meanmax" else 1)
         self.hidden = nn.Linear(features, c.head_hidden) if c.head_hidden else None
         self.head = nn.Linear(c.head_hidden or features, c.num_classes)
 
@@ -101,7 +101,8 @@ class SequenceClassifier(nn.Module):
         return self.head(z)                                         # (B, C)
 
     def features(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """The pooled text representation, (B, D·H) with D = 2 directions when bidirectional."""
+        """The pooled text representation, (B, D·H) with D = 2 directions when bidirectional (twice that wide
+        for ``meanmax``)."""
         b, t = tokens.shape
         lengths_cpu = lengths.detach().to("cpu", torch.int64)
         if b and not torch.compiler.is_compiling() and (int(lengths_cpu.min()) < 1 or int(lengths_cpu.max()) > t):
@@ -111,6 +112,9 @@ class SequenceClassifier(nn.Module):
         steps = torch.arange(t, device=tokens.device)[None]        # (1, T)
         valid = steps < lengths[:, None]                            # (B, T)
         flip = torch.where(valid, lengths[:, None] - 1 - steps, steps)  # (B, T): reverse within each length
+        if self.training and self.config.word_dropout:             # a word seen as <unk> (id 1), padding kept
+            dropped = (torch.rand(tokens.shape, device=tokens.device) < self.config.word_dropout) & valid
+            tokens = tokens.masked_fill(dropped, 1)
         x = self.drop(self.embed(tokens))                           # (B, T, E)
         for k, directions in enumerate(self.layers):
             if k:
@@ -137,9 +141,11 @@ class SequenceClassifier(nn.Module):
                 return last
             return torch.cat([last, x[:, 0, h:]], dim=-1)           # backward: state after the first word
         mask = valid[..., None]                                     # (B, T, 1)
+        mean = x.masked_fill(~mask, 0.0).sum(1) / lengths[:, None].to(x.dtype)
         if pooling == "mean":
-            return x.masked_fill(~mask, 0.0).sum(1) / lengths[:, None].to(x.dtype)
-        return x.masked_fill(~mask, float("-inf")).amax(1)
+            return mean
+        peak = x.masked_fill(~mask, float("-inf")).amax(1)
+        return peak if pooling == "max" else torch.cat([mean, peak], dim=-1)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
