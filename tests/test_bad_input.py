@@ -54,6 +54,7 @@ def make_inputs(d: Path) -> Path:
     (d / "reviews.csv").write_text(REVIEWS, encoding="utf-8")
     (d / "one_label.csv").write_text("text,label\n" + "great film,pos\n" * 20, encoding="utf-8")
     (d / "columns.csv").write_text("review,sentiment\n" + "great film,pos\nawful film,neg\n" * 10, encoding="utf-8")
+    (d / "unnamed.csv").write_text("words,mood\n" + "great film,pos\nawful film,neg\n" * 10, encoding="utf-8")
     (d / "header_only.csv").write_text("text,label\n", encoding="utf-8")
     (d / "unclosed.csv").write_text('text,label\n"great film,pos\n', encoding="utf-8")
     (d / "new_label.csv").write_text("text,label\ngreat,pos\nfine,meh\n", encoding="utf-8")
@@ -177,8 +178,8 @@ CASES = {
     "resume nothing": (["train", "--resume", "{d}/nope"], ["no such run directory"]),
     "resume a plain folder": (["train", "--resume", "{d}/folder"], ["is not an rnnkit run"]),
     # --- the classifier
-    "clf missing column": (["classify", "train", "{d}/columns.csv", "--out", "{d}/new"],
-                           ["has no column 'text'", "'review', 'sentiment'", "--text-column"]),
+    "clf missing column": (["classify", "train", "{d}/unnamed.csv", "--out", "{d}/new"],
+                           ["has no column 'text'", "'words', 'mood'", "--text-column"]),
     "clf missing jsonl key": (["classify", "train", "{d}/reviews.jsonl", "--out", "{d}/new"],
                               ["line 1: no key 'label'", "--label-column"]),
     "clf single label": (["classify", "train", "{d}/one_label.csv", "--out", "{d}/new"],

@@ -232,8 +232,20 @@ def test_csv_tsv_jsonl_and_their_errors(tmp_path):
     assert read_examples(tmp_path / "d.tsv").labels == ["3"]
     (tmp_path / "d.jsonl").write_text('{"text": "ok", "label": 1}\n\n{"text": "meh", "label": "x"}\n')
     assert read_examples(tmp_path / "d.jsonl").labels == ["1", "x"]
-    with pytest.raises(CorpusError, match=r"no column 'text' \(its columns: 'review', 'sentiment'\).*--text-column"):
-        read_examples(tmp_path / "d.csv", label_column="sentiment")
+    # the default names absent: well-known ones stand in, and the source says which were read
+    auto = read_examples(tmp_path / "d.csv")
+    assert (auto.texts, auto.labels) == (ex.texts, ex.labels)
+    assert auto.source == "d.csv (text column 'review', label column 'sentiment')" and ex.source == "d.csv"
+    (tmp_path / "s.tsv").write_text("Sentence\tLabel\nfine\t1\n", encoding="utf-8")
+    assert read_examples(tmp_path / "s.tsv").texts == ["fine"]
+    (tmp_path / "w.csv").write_text("words,mood\nfine,up\n", encoding="utf-8")
+    with pytest.raises(CorpusError, match=r"no column 'text' \(its columns: 'words', 'mood'\).*--text-column"):
+        read_examples(tmp_path / "w.csv", label_column="mood")
+    with pytest.raises(CorpusError, match=r"no column 'sentiment'"):      # a name given is never replaced
+        read_examples(tmp_path / "w.csv", text_column="words", label_column="sentiment")
+    (tmp_path / "n.csv").write_text("pos,a long first sentence of a review that is really the first row\n")
+    with pytest.raises(CorpusError, match="first line looks like data"):
+        read_examples(tmp_path / "n.csv")
     with pytest.raises(CorpusError, match="line 1: no key 'review'"):
         read_examples(tmp_path / "d.jsonl", text_column="review")
     (tmp_path / "d.txt").write_text("x")
@@ -353,7 +365,8 @@ def test_cli_end_to_end_on_a_tiny_csv(tmp_path, capsys, monkeypatch):
 
 
 def test_cli_one_line_errors(tmp_path, capsys):
-    data = _labelled_csv(tmp_path / "data.csv", 20)
+    data = tmp_path / "data.csv"
+    data.write_text(_labelled_csv(tmp_path / "named.csv", 20).read_text().replace("review,sentiment", "words,mood", 1))
     assert main(["classify", "train", str(data), "--out", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("rnnkit: error: ") and err.count("\n") == 1 and "--text-column" in err

@@ -114,16 +114,54 @@ def _open_text(path: Path, encoding: str):
     return io.TextIOWrapper(raw, encoding=encoding, newline="")
 
 
+# Where a default column name ("text", "label") is absent, the first of these names (in any case) that is
+# one column of the file takes its place: "sentence,label", "review,sentiment" read as they are.
+TEXT_NAMES = ("text", "sentence", "review", "content", "document", "comment", "tweet", "body")
+LABEL_NAMES = ("label", "sentiment", "polarity", "class", "category", "target", "labels", "y")
+
+
+def pick_column(columns: Sequence[str], asked: str, default: str, names: Sequence[str]) -> Optional[str]:
+    """``asked`` if it is one of ``columns``; for the ``default`` name, else the one column of a well-known
+    name (the first of ``names`` that matches exactly one column, case aside); None where none fits."""
+    if asked in columns:
+        return asked
+    if asked == default:
+        for name in names:
+            hits = [c for c in columns if c.strip().lower() == name]
+            if len(hits) == 1:
+                return hits[0]
+    return None
+
+
+def _columns_or_error(columns: Sequence[str], text_column: str, label_column: str, missing: str, what: str,
+                      name: str) -> tuple[str, str, str]:
+    """(text column, label column, source name for messages), or a CorpusError that begins with ``missing``
+    ("data.csv has no column") and names the flag to give."""
+    text = pick_column(columns, text_column, "text", TEXT_NAMES)
+    label = pick_column(columns, label_column, "label", LABEL_NAMES)
+    for found, asked, flag in ((text, text_column, "--text-column"), (label, label_column, "--label-column")):
+        if found is None:
+            if what == "column" and any(len(c) > 40 and " " in c for c in columns):
+                raise CorpusError(f"{missing} {asked!r}: its first line looks like data, not column names; add a "
+                                  f"first line that names the columns, e.g. label,text")
+            raise CorpusError(f"{missing} {asked!r} (its {what}s: {', '.join(map(repr, columns))}); "
+                              f"name the right one with {flag}")
+    if text == label:
+        raise CorpusError(f"{name}: the text and the label would both be {what} {text!r}; "
+                          f"name them with --text-column and --label-column")
+    source = name if (text, label) == (text_column, label_column) else f"{name} (text {what} {text!r}, label {what} {label!r})"
+    return text, label, source
+
+
 def _read_table(path: Path, delimiter: str, text_column: str, label_column: str, encoding: str) -> Examples:
     texts, labels = [], []
+    source = path.name
     try:
         with _open_text(path, encoding) as f:
             reader = csv.DictReader(f, delimiter=delimiter)
             columns = reader.fieldnames or []
-            for col, flag in ((text_column, "--text-column"), (label_column, "--label-column")):
-                if col not in columns:
-                    raise CorpusError(f"{path} has no column {col!r} (its columns: {', '.join(map(repr, columns))}); "
-                                      f"name the right one with {flag}")
+            text_column, label_column, source = _columns_or_error(
+                columns, text_column, label_column, f"{path} has no column", "column", path.name)
             for row in reader:
                 text, label = row[text_column], row[label_column]
                 if text is None or label is None or not label.strip():
@@ -139,11 +177,12 @@ def _read_table(path: Path, delimiter: str, text_column: str, label_column: str,
                               f"{csv.field_size_limit():,} characters, Python's CSV limit; give such texts "
                               f"as JSON Lines (--format jsonl) instead") from None
         raise CorpusError(f"{path}: not valid {'TSV' if delimiter == chr(9) else 'CSV'} ({e})") from None
-    return Examples(texts, labels, path.name)
+    return Examples(texts, labels, source)
 
 
 def _read_jsonl(path: Path, text_column: str, label_column: str, encoding: str) -> Examples:
     texts, labels = [], []
+    source = path.name
     try:
         with _open_text(path, encoding) as f:
             for n, line in enumerate(f, 1):
@@ -155,6 +194,9 @@ def _read_jsonl(path: Path, text_column: str, label_column: str, encoding: str) 
                     raise CorpusError(f"{path}, line {n}: not JSON ({e.msg})") from None
                 if not isinstance(obj, dict):
                     raise CorpusError(f"{path}, line {n}: expected a JSON object per line")
+                if not texts:                                   # the first object names the keys
+                    text_column, label_column, source = _columns_or_error(
+                        list(obj), text_column, label_column, f"{path}, line {n}: no key", "key", path.name)
                 for key, flag in ((text_column, "--text-column"), (label_column, "--label-column")):
                     if key not in obj:
                         raise CorpusError(f"{path}, line {n}: no key {key!r} (its keys: {', '.join(map(repr, obj))}); "
@@ -168,7 +210,7 @@ def _read_jsonl(path: Path, text_column: str, label_column: str, encoding: str) 
                 labels.append(json.dumps(label) if isinstance(label, bool) else str(label))
     except UnicodeDecodeError as e:
         raise CorpusError(f"{path}: not {encoding} text ({e.reason}); pass --encoding") from None
-    return Examples(texts, labels, path.name)
+    return Examples(texts, labels, source)
 
 
 def fingerprint(ex: Examples) -> str:
