@@ -314,7 +314,8 @@ def _classify(sub) -> None:
     add(g, M, ClassifierConfig, "--hidden-size", "state width per direction", type=positive_int)
     add(g, M, ClassifierConfig, "--layers", "stacked recurrent layers", field="num_layers", type=positive_int)
     add(g, M, ClassifierConfig, "--bidirectional", "read each text in both directions")
-    add(g, M, ClassifierConfig, "--pooling", "last valid state of each direction, or mean/max (or both: meanmax) over the valid steps",
+    add(g, M, ClassifierConfig, "--pooling",
+        "last valid state of each direction, or mean/max (or both: meanmax) over the valid steps",
         choices=POOLINGS)
     add(g, M, ClassifierConfig, "--head-hidden", "ReLU layer before the output; 0: none", type=nonneg_int)
     add(g, M, ClassifierConfig, "--dropout", "dropout probability", type=number(0, 1, high_open=True))

@@ -149,8 +149,9 @@ def _columns_or_error(columns: Sequence[str], text_column: str, label_column: st
     if text == label:
         raise CorpusError(f"{name}: the text and the label would both be {what} {text!r}; "
                           f"name them with --text-column and --label-column")
-    source = name if (text, label) == (text_column, label_column) else f"{name} (text {what} {text!r}, label {what} {label!r})"
-    return text, label, source
+    if (text, label) == (text_column, label_column):
+        return text, label, name
+    return text, label, f"{name} (text {what} {text!r}, label {what} {label!r})"
 
 
 def _read_table(path: Path, delimiter: str, text_column: str, label_column: str, encoding: str) -> Examples:
