@@ -120,12 +120,12 @@ TEXT_NAMES = ("text", "sentence", "review", "content", "document", "comment", "t
 LABEL_NAMES = ("label", "sentiment", "polarity", "class", "category", "target", "labels", "y")
 
 
-def pick_column(columns: Sequence[str], asked: str, default: str, names: Sequence[str]) -> Optional[str]:
-    """``asked`` if it is one of ``columns``; for the ``default`` name, else the one column of a well-known
-    name (the first of ``names`` that matches exactly one column, case aside); None where none fits."""
+def _pick_column(columns: Sequence[str], asked: str, names: Sequence[str]) -> Optional[str]:
+    """``asked`` if it is one of ``columns``; for the default name (``names[0]``), else the one column of a
+    well-known name (the first of ``names`` that matches exactly one column, case aside); None where none fits."""
     if asked in columns:
         return asked
-    if asked == default:
+    if asked == names[0]:
         for name in names:
             hits = [c for c in columns if c.strip().lower() == name]
             if len(hits) == 1:
@@ -137,8 +137,8 @@ def _columns_or_error(columns: Sequence[str], text_column: str, label_column: st
                       name: str) -> tuple[str, str, str]:
     """(text column, label column, source name for messages), or a CorpusError that begins with ``missing``
     ("data.csv has no column") and names the flag to give."""
-    text = pick_column(columns, text_column, "text", TEXT_NAMES)
-    label = pick_column(columns, label_column, "label", LABEL_NAMES)
+    text = _pick_column(columns, text_column, TEXT_NAMES)
+    label = _pick_column(columns, label_column, LABEL_NAMES)
     for found, asked, flag in ((text, text_column, "--text-column"), (label, label_column, "--label-column")):
         if found is None:
             if what == "column" and any(len(c) > 40 and " " in c for c in columns):
@@ -156,7 +156,6 @@ def _columns_or_error(columns: Sequence[str], text_column: str, label_column: st
 
 def _read_table(path: Path, delimiter: str, text_column: str, label_column: str, encoding: str) -> Examples:
     texts, labels = [], []
-    source = path.name
     try:
         with _open_text(path, encoding) as f:
             reader = csv.DictReader(f, delimiter=delimiter)

@@ -141,11 +141,12 @@ class SequenceClassifier(nn.Module):
                 return last
             return torch.cat([last, x[:, 0, h:]], dim=-1)           # backward: state after the first word
         mask = valid[..., None]                                     # (B, T, 1)
-        mean = x.masked_fill(~mask, 0.0).sum(1) / lengths[:, None].to(x.dtype)
-        if pooling == "mean":
-            return mean
-        peak = x.masked_fill(~mask, float("-inf")).amax(1)
-        return peak if pooling == "max" else torch.cat([mean, peak], dim=-1)
+        pooled = []
+        if pooling in ("mean", "meanmax"):
+            pooled.append(x.masked_fill(~mask, 0.0).sum(1) / lengths[:, None].to(x.dtype))
+        if pooling in ("max", "meanmax"):
+            pooled.append(x.masked_fill(~mask, float("-inf")).amax(1))
+        return pooled[0] if len(pooled) == 1 else torch.cat(pooled, dim=-1)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
