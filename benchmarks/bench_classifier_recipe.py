@@ -13,7 +13,7 @@ the other:
 then ``rnnkit classify eval RUN TEST``. Reports test accuracy per seed and the mean.
 
     python benchmarks/bench_classifier_recipe.py NAME=TRAIN.csv,TEST.csv [...] [--seeds 1,2,3] [--label L]
-        [--variant 'NAME=FLAGS' ...]
+        [--variant 'NAME=FLAGS' ...] [--no-fixed]
 
 The fixed side's "best weights by validation loss" is what rnnkit did then; this version selects by
 accuracy for both, so the fixed row differs from the old behaviour in that one point.
@@ -35,7 +35,8 @@ from pathlib import Path
 from _common import table, write_section
 
 RNNKIT = Path(sys.executable).with_name("rnnkit")
-FIXED = ["--no-bidirectional", "--pooling", "max", "--dropout", "0.3", "--min-freq", "2", "--patience", "1000"]
+FIXED = ["--no-bidirectional", "--pooling", "max", "--dropout", "0.3", "--min-freq", "2", "--naive-bayes", "0",
+         "--patience", "1000"]
 
 
 def count_rows(path: str) -> int:
@@ -65,6 +66,7 @@ def main() -> None:
     ap.add_argument("--label", default="labelled sets at hand")
     ap.add_argument("--variant", action="append", default=[], metavar="NAME=FLAGS",
                     help="also train the recipe with FLAGS on top and report it as NAME (repeatable)")
+    ap.add_argument("--no-fixed", dest="fixed", action="store_false", help="leave out the fixed defaults")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
     variants = [(v.split("=", 1)[0], shlex.split(v.split("=", 1)[1])) for v in args.variant]
@@ -75,7 +77,8 @@ def main() -> None:
         train, test = paths.split(",")
         n = count_rows(train)
         steps = max(3 * math.ceil(round(n * 0.8) / 64), 200)
-        for side, flags in (("fixed", FIXED + ["--steps", str(steps)]), ("recipe", []), *variants):
+        fixed = [("fixed", FIXED + ["--steps", str(steps)])] if args.fixed else []
+        for side, flags in (*fixed, ("recipe", []), *variants):
             results = [train_and_eval(train, test, flags, seed) for seed in seeds]
             accs = [r["test"] for r in results]
             print(name, side, accs, file=sys.stderr, flush=True)
@@ -89,8 +92,9 @@ def main() -> None:
     print(text)
     if not args.no_write:
         write_section("bench_classifier_recipe_" + re.sub(r"\W+", "_", args.label), f"Classifier recipe: {args.label}",
-                      f"Seeds {args.seeds}; fixed = `{' '.join(FIXED)} --steps S` (S = max(3 epochs, 200)), "
-                      f"recipe = no flags" + "".join(f"; {name} = `{shlex.join(flags)}`" for name, flags in variants)
+                      f"Seeds {args.seeds}; "
+                      + (f"fixed = `{' '.join(FIXED)} --steps S` (S = max(3 epochs, 200)), " if args.fixed else "")
+                      + "recipe = no flags" + "".join(f"; {name} = `{shlex.join(flags)}`" for name, flags in variants)
                       + ".\n\n" + text)
 
 

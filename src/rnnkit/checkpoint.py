@@ -29,7 +29,7 @@ except ImportError:             # Windows: no advisory locks; two trainings in o
     fcntl = None
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 FORMAT = "rnnkit.run"
@@ -128,6 +128,16 @@ def load_weights(path: str | Path, device: str | torch.device = "cpu") -> dict[s
         raise CheckpointError(f"{path}: {bad[0]} holds inf or nan values; the file is damaged (or was saved "
                               f"after training diverged): use the other weights (--weights) or retrain")
     return tensors
+
+
+def read_weights_metadata(path: str | Path) -> dict[str, Any]:
+    """The metadata ``save_weights`` wrote beside the tensors of ``path``."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"{path}: damaged or not a safetensors file ({_short(e)})") from None
+    return {k: json.loads(v) for k, v in meta.items()}
 
 
 def save_state(path: str | Path, state: dict[str, Any]) -> None:

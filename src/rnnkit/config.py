@@ -298,6 +298,9 @@ class ClassifierConfig:
     dropout: float = 0.3         # on embeddings, between layers and on the pooled features
     word_dropout: float = 0.0    # in training, each word of a text becomes <unk> with this probability
     packed: bool = False         # run through pack_padded_sequence (same weights, same outputs; ~5x slower on CPU)
+    naive_bayes: int = 0         # N > 0: blend the network with a Naive Bayes over the words and the word pairs
+                                 # (hashed into N buckets), counted on the training texts; the two weights
+                                 # of the blend are fitted on the validation texts at the end. 0: off
     cell_options: Optional[dict] = None  # the cell's own hyperparameters, as ModelConfig's; stored resolved
 
     def __post_init__(self) -> None:
@@ -313,6 +316,7 @@ class ClassifierConfig:
         _at_least("hidden_size", self.hidden_size, 1)
         _at_least("num_layers", self.num_layers, 1)
         _at_least("head_hidden", self.head_hidden, 0)
+        _at_least("naive_bayes", self.naive_bayes, 0)
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
         if not 0.0 <= self.word_dropout < 1.0:

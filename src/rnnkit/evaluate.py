@@ -112,3 +112,25 @@ def score(model, seqs: Sequence[torch.Tensor], labels: torch.Tensor, *,
     finally:
         model.train(was_training)
     return ClassifyScore(float(nll), correct, len(seqs))
+
+
+@torch.inference_mode()
+def blend_parts(model, seqs: Sequence[torch.Tensor], *, batch_size: int = 256,
+                precision: str = "fp32") -> tuple[torch.Tensor, torch.Tensor]:
+    """The two parts a ``SequenceClassifier`` with ``naive_bayes`` blends, for encoded texts in their order:
+    the network's logits and the Naive Bayes scores, (N, C) each, float64 on the CPU."""
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    c = model.config.num_classes
+    net, nb = torch.empty(len(seqs), c, dtype=torch.float64), torch.empty(len(seqs), c, dtype=torch.float64)
+    try:
+        with autocast(device, precision):
+            for idx in length_batches(seqs, batch_size):
+                batch = pad_batch([seqs[i] for i in idx], torch.zeros(len(idx), dtype=torch.int64), PAD_MULTIPLE)
+                tokens = batch.tokens.to(device)
+                net[idx] = model.network(tokens, batch.lengths).double().cpu()
+                nb[idx] = model.naive_bayes(tokens, batch.lengths).double().cpu()
+    finally:
+        model.train(was_training)
+    return net, nb

@@ -153,13 +153,16 @@ def _reviews_run(tmp_path, max_tokens=12, **model):
     return run
 
 
-# LSTM and GRU export at any width; scan blocks and the tanh RNN at the run's --max-tokens (12 here)
-@pytest.mark.parametrize("cell,bidirectional,pooling", [("lstm", True, "max"), ("gru", False, "last"),
-                                                        ("mingru", True, "mean"), ("rglru", False, "max"),
-                                                        ("rglru", True, "last"), ("rnn", True, "max"),
-                                                        ("gru", True, "meanmax")])
-def test_a_classifier_exports_with_its_probabilities(cell, bidirectional, pooling, tmp_path):
-    run = _reviews_run(tmp_path, cell=cell, bidirectional=bidirectional, pooling=pooling)
+# LSTM and GRU export at any width; scan blocks and the tanh RNN at the run's --max-tokens (12 here); a Naive
+# Bayes blend (buckets > 0) goes into the graph
+@pytest.mark.parametrize("cell,bidirectional,pooling,buckets", [
+    ("lstm", True, "max", 0), ("gru", False, "last", 0), ("mingru", True, "mean", 0), ("rglru", False, "max", 0),
+    ("rglru", True, "last", 0), ("rnn", True, "max", 0), ("gru", True, "meanmax", 0), ("lstm", True, "mean", 4096),
+    ("rglru", False, "last", 4096)])
+def test_a_classifier_exports_with_its_probabilities(cell, bidirectional, pooling, buckets, tmp_path):
+    run = _reviews_run(tmp_path, cell=cell, bidirectional=bidirectional, pooling=pooling, naive_bayes=buckets)
+    if buckets:
+        assert classify.load(run).model.blend[1] > 0           # the blend reads the Naive Bayes part
     export_run(run, tmp_path / "c.onnx")
     clf = classify.load(run)
     session = ort.InferenceSession(str(tmp_path / "c.onnx"))

@@ -1,18 +1,20 @@
 import csv
 import io
 import json
+import math
 import random
 import tarfile
 from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from rnnkit import checkpoint as ckpt
 from rnnkit.classify import evaluate, load, predict, read_examples, resume, train
 from rnnkit.data.padded import BucketBatches, pad_batch, truncate
-from rnnkit.evaluate import score
+from rnnkit.evaluate import blend_parts, score
 from rnnkit.metrics import ClassifyScore
 from rnnkit.cli import main
 from rnnkit.config import ClassifierConfig, ClassifierTrainConfig, TextDataConfig
@@ -96,6 +98,84 @@ def test_word_dropout_reads_words_as_unk_in_training_only():
     torch.testing.assert_close(model.eval()(tokens, lengths), plain.eval()(tokens, lengths))   # evaluation: every word
     with pytest.raises(Exception, match="word_dropout"):
         ClassifierConfig(word_dropout=1.0)
+
+
+def _naive_bayes_oracle(train_seqs, train_labels, texts, classes, alpha=1.0):
+    """Multinomial Naive Bayes by hand: dictionaries of word and (word, word) counts per class, no hashing;
+    log posteriors of ``texts``."""
+    counts = [dict() for _ in range(classes)]
+    for seq, y in zip(train_seqs, train_labels):
+        for f in seq + list(zip(seq, seq[1:])):
+            counts[y][f] = counts[y].get(f, 0) + 1
+    seen = set().union(*counts)
+    totals = [sum(c.values()) + alpha * len(seen) for c in counts]
+    prior = [math.log((train_labels.count(c) + alpha) / (len(train_labels) + alpha * classes)) for c in range(classes)]
+    out = []
+    for seq in texts:
+        feats = [f for f in seq + list(zip(seq, seq[1:])) if f in seen]
+        out.append([prior[c] + sum(math.log((counts[c].get(f, 0) + alpha) / totals[c]) for f in feats)
+                    for c in range(classes)])
+    return torch.tensor(out, dtype=torch.float64).log_softmax(-1)
+
+
+def test_naive_bayes_part_matches_counting_by_hand_and_training_never_reads_it():
+    g = torch.Generator().manual_seed(0)
+    seqs = [torch.randint(2, 12, (int(n),), generator=g) for n in torch.randint(1, 9, (40,), generator=g)]
+    labels = torch.randint(0, 3, (40,), generator=g)
+    cfg = ClassifierConfig(vocab_size=12, num_classes=3, embed_size=6, hidden_size=5, bidirectional=True,
+                           pooling="mean", dropout=0.0, naive_bayes=1 << 12)
+    torch.manual_seed(0)
+    model = SequenceClassifier(cfg)
+    model.fit_naive_bayes(seqs, labels)
+    pairs = {int(model.naive_bayes_features(s[None])[0, t]) for s in seqs for t in range(len(s) - 1)}
+    assert len(pairs) == len({(int(a), int(b)) for s in seqs for a, b in zip(s, s[1:])})   # no bucket shared
+    texts = [[3, 4, 5, 4, 5], [11], [2, 9, 9, 7, 3, 3, 10]]       # known and unseen pairs, repeats, one word
+    tokens, lengths = torch.zeros(3, 9, dtype=torch.int64), torch.tensor([len(t) for t in texts])
+    for b, t in enumerate(texts):
+        tokens[b, :len(t)] = torch.tensor(t)
+    expected = _naive_bayes_oracle([s.tolist() for s in seqs], labels.tolist(), texts, 3)
+    got = model.naive_bayes(tokens, lengths).double().log_softmax(-1)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+    # unfitted blend (1, 0): the network alone; training reads only the network (no log-softmax either)
+    model.eval()
+    torch.testing.assert_close(model(tokens, lengths), model.network(tokens, lengths).log_softmax(-1))
+    model.blend.copy_(torch.tensor([0.5, 2.0]))
+    torch.testing.assert_close(model(tokens, lengths), 0.5 * model.network(tokens, lengths).log_softmax(-1)
+                               + 2.0 * got.float(), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(model.train()(tokens, lengths), model.network(tokens, lengths))
+    # the buffers travel with the weights: a fresh model loading them answers the same
+    other = SequenceClassifier(cfg).eval()
+    other.load_state_dict(model.state_dict())
+    torch.testing.assert_close(other(tokens, lengths), model.eval()(tokens, lengths))
+
+
+def test_blend_weights_are_the_least_cross_entropy_on_held_out_texts():
+    from rnnkit.training.classifier import BLEND_RIDGE, fit_blend
+    g = torch.Generator().manual_seed(1)
+    seqs = [torch.randint(2, 20, (int(n),), generator=g) for n in torch.randint(2, 12, (120,), generator=g)]
+    labels = torch.tensor([int(s[0]) % 2 for s in seqs])           # the first word decides the label
+    cfg = ClassifierConfig(vocab_size=20, num_classes=2, embed_size=6, hidden_size=5, pooling="mean",
+                           dropout=0.0, naive_bayes=1 << 12)
+    torch.manual_seed(0)
+    model = SequenceClassifier(cfg)
+    model.fit_naive_bayes(seqs[:80], labels[:80])
+    info = fit_blend(model, seqs[80:], labels[80:])
+    a, b = info["weights"]
+    assert a >= 0 and b >= 0 and list(model.blend.tolist()) == pytest.approx([a, b], abs=1e-6)
+    net, nb = (x.log_softmax(-1) for x in blend_parts(model, seqs[80:]))
+
+    def nll(a, b):                                                 # the objective fit_blend minimises
+        return float(F.cross_entropy(a * net + b * nb, labels[80:])) + BLEND_RIDGE * (a * a + b * b)
+    best = nll(a, b)
+    for da, db in [(0.05, 0), (-0.05, 0), (0, 0.05), (0, -0.05)]:   # a minimum among its neighbours
+        if a + da >= 0 and b + db >= 0:
+            assert nll(a + da, b + db) >= best - 1e-9
+    assert best <= min(nll(1, 0), nll(0, 1)) + 1e-9                  # no worse than either part alone
+    assert info["val_accuracy_blend"] == pytest.approx(float(((a * net + b * nb).argmax(-1) == labels[80:])
+                                                              .double().mean()), abs=1e-6)
+    # two held-out texts, both right by either part: the weights stay finite (the ridge), not run off
+    info = fit_blend(model, seqs[:2], labels[:2])
+    assert all(0 <= w < 100 for w in info["weights"]) and info["val_accuracy_blend"] == 1.0
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
@@ -293,6 +373,26 @@ def test_tiny_labelled_set_is_learned_to_100_percent(tmp_path):
     preds = predict(clf, ["the film was superb", "awful plot", "hated it :("])
     assert [p.label for p in preds] == ["good", "bad", "bad"]
     assert all(0.5 < p.probability <= 1 and sum(p.probabilities.values()) == pytest.approx(1) for p in preds)
+
+
+def test_a_naive_bayes_blend_is_fitted_saved_and_used_by_every_reader(tmp_path):
+    data = TextDataConfig(path=str(_labelled_csv(tmp_path / "d.csv", 60)), text_column="review",
+                          label_column="sentiment", min_freq=1)
+    model = ClassifierConfig(**{**TINY_MODEL.__dict__, "naive_bayes": 1 << 12})
+    cfg = ClassifierTrainConfig(**{**TINY_TRAIN.__dict__, "epochs": 2})
+    summary = train(data, model, cfg, tmp_path / "run", quiet=True, log=lambda m: None)
+    nb = summary["naive_bayes"]
+    assert set(nb) == {"weights", "val_accuracy_network", "val_accuracy_naive_bayes", "val_accuracy_blend"}
+    assert nb["val_accuracy_blend"] == pytest.approx(summary["val_accuracy"])
+    for which in ("best", "last"):                       # each saved model carries its own fitted blend
+        path = ckpt.weights_path(tmp_path / "run", which)
+        assert ckpt.read_weights_metadata(path)["blend"]["weights"] == pytest.approx(
+            ckpt.load_weights(path)["blend"].tolist(), abs=1e-6)
+    clf = load(tmp_path / "run")
+    assert clf.model.blend.tolist() == pytest.approx(nb["weights"], abs=1e-6)
+    assert evaluate(clf)["accuracy"] == pytest.approx(summary["val_accuracy"])     # the blend, not the network
+    p = predict(clf, ["the film was superb"])[0]
+    assert sum(p.probabilities.values()) == pytest.approx(1)
 
 
 def test_resume_reproduces_the_uninterrupted_run(tmp_path):

@@ -147,9 +147,26 @@ def test_classifier_recipe_from_the_number_of_texts():
     assert (sm.pooling, lm.pooling) == ("mean", "max") and sm.bidirectional and lm.bidirectional
     assert st.epochs > lt.epochs == 3 and st.patience == lt.patience == recipes.CLASSIFIER_PATIENCE
     assert "9,000 training texts" in sr.reason
+    tiny = choose_classifier(*base, recipes.CLASSIFIER_FIELDS, train_texts=800, mean_words=200, has_budget=False)
+    assert tiny[2].patience == 8 and "at least 100 steps" in tiny[3].reason      # 13 steps per epoch of 64
     budgeted = choose_classifier(*base, recipes.CLASSIFIER_FIELDS, train_texts=9_000, mean_words=20,
                                  has_budget=True)[2]
     assert budgeted.epochs is None and budgeted.patience is None
+
+
+def test_naive_bayes_buckets_hold_twice_the_pairs_within_a_memory_cap():
+    base = ClassifierConfig(), TextDataConfig(path="x.csv"), ClassifierTrainConfig()
+    m, _, _, r = choose_classifier(*base, recipes.CLASSIFIER_FIELDS, train_texts=9_000, mean_words=20,
+                                   has_budget=False, pair_types=100_000, classes=2)
+    assert m.naive_bayes == 1 << 18 and "100,000 distinct word pairs" in r.reason
+    assert recipes.naive_bayes_buckets(0, 2) == recipes.NB_MIN_BUCKETS
+    assert recipes.naive_bayes_buckets(3_000_000, 2) * 2 == recipes.NB_CELLS          # capped: 16 MB of counts
+    assert recipes.naive_bayes_buckets(3_000_000, 20) * 20 <= recipes.NB_CELLS
+    given = choose_classifier(ClassifierConfig(naive_bayes=0), *base[1:], ("pooling",), train_texts=9_000,
+                              mean_words=20, has_budget=False, pair_types=100_000)[0]
+    assert given.naive_bayes == 0                                                     # a given value stays
+    seqs = [torch.tensor([2, 3, 2, 3]), torch.tensor([3, 2]), torch.tensor([5])]
+    assert recipes.pair_types(seqs) == 2                                              # (2, 3) and (3, 2)
 
 
 def _csv(path, n):
@@ -170,9 +187,11 @@ def test_classify_cli_without_a_budget_trains_epochs_with_patience_within_the_de
     captured = capsys.readouterr()
     summary = json.loads(captured.out.strip().splitlines()[-1])
     run = json.loads((out / "run.json").read_text())
-    assert run["train"]["epochs"] == recipes.MAX_EPOCHS and run["train"]["patience"] == recipes.CLASSIFIER_PATIENCE
+    patience = recipes.PATIENCE_STEPS                 # 48 training texts: one step per epoch
+    assert run["train"]["epochs"] == recipes.MAX_EPOCHS and run["train"]["patience"] == patience
     assert run["train"]["time_budget"] == 900.0 and run["model"]["bidirectional"] is True
-    assert run["data"]["min_freq"] == 1 and run["patience"] == recipes.CLASSIFIER_PATIENCE
+    assert run["data"]["min_freq"] == 1 and run["patience"] == patience
+    assert run["model"]["naive_bayes"] == recipes.NB_MIN_BUCKETS and "naive_bayes" in summary
     assert run["model"]["pooling"] == "mean" and run["model"]["hidden_size"] == 8     # given: kept
     assert set(run["recipe"]["auto"]) == set(recipes.CLASSIFIER_FIELDS)
     assert "recipe: " in captured.err and summary["epochs"] <= recipes.MAX_EPOCHS
@@ -187,4 +206,5 @@ def test_classify_cli_given_values_win_over_the_recipe(tmp_path):
     run = json.loads((out / "run.json").read_text())
     assert (run["data"]["min_freq"], run["model"]["dropout"], run["model"]["pooling"]) == (3, 0.1, "last")
     assert run["train"]["epochs"] == 2 and run["train"]["patience"] is None and run["train"]["time_budget"] is None
-    assert set(run["recipe"]["auto"]) == {"bidirectional", "patience"} and run["recipe"]["chosen"] == {"bidirectional": True}
+    assert set(run["recipe"]["auto"]) == {"bidirectional", "naive_bayes", "patience"}
+    assert run["recipe"]["chosen"] == {"bidirectional": True, "naive_bayes": recipes.NB_MIN_BUCKETS}

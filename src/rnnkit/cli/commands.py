@@ -191,6 +191,11 @@ def cmd_classify_train(args: argparse.Namespace) -> int:
               f"{summary['val_examples']:,} texts (best weights, step {summary['best_step']} of {summary['step']}, "
               f"{summary['epochs']:g} epochs{', stopped early' if summary['stopped_early'] else ''}; "
               f"{summary['train_time_s']:.0f}s, {summary['tokens_per_s']:,.0f} tokens/s)")
+        if nb := summary.get("naive_bayes"):
+            a, b = nb["weights"]
+            print(f"blend: {a:.3g} x network + {b:.3g} x Naive Bayes (fitted on validation): accuracy "
+                  f"{nb['val_accuracy_blend']:.4f}; the network alone {nb['val_accuracy_network']:.4f}, "
+                  f"Naive Bayes alone {nb['val_accuracy_naive_bayes']:.4f}")
     return 0
 
 

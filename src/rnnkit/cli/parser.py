@@ -11,7 +11,8 @@ from ..config import (BACKENDS, BATCHINGS, DEVICES, ERRORS, OPTIMIZERS, POOLINGS
                       SampleConfig, TextDataConfig, TrainConfig, BeamConfig)
 from ..data.corpus import BUNDLED
 from ..nn import registry
-from ..training.classifier import DEFAULT_EPOCHS, DEFAULT_MIN_STEPS
+from ..training import recipes
+from ..training.classifier import DEFAULT_TIME_BUDGET as CLASSIFIER_TIME_BUDGET
 from ..training.lm import DEFAULT_TIME_BUDGET, LARGE_ALPHABET, default_lr
 from .flags import (add, cadence, cell_option, duration, escapes, nonneg_int, number, positive_int, shown, threads)
 
@@ -157,7 +158,8 @@ def _training_flags(g, cls: type, *, lm: bool) -> None:
     add(g, T, cls, "--steps", "budget: optimizer steps", type=positive_int)
     add(g, T, cls, "--epochs", "budget: passes over the training " + ("text" if lm else "texts"),
         type=number(0, low_open=True), default_text=None if lm else
-        f"{DEFAULT_EPOCHS}, or {DEFAULT_MIN_STEPS} steps if that is more, when no budget is given")
+        f"the recipe's when no budget is given: 3 for {recipes.SMALL_SET:,} texts and more for fewer (at most "
+        f"{recipes.MAX_EPOCHS}), within {CLASSIFIER_TIME_BUDGET / 60:g}m")
     add(g, T, cls, "--time-budget", "budget: training time, e.g. 90s, 10m, 1h (evaluation not counted)",
         type=duration, default_text=f"{DEFAULT_TIME_BUDGET / 60:g}m when no budget is given" if lm else None)
     g.add_argument("--eval-every", dest="train.eval_every", type=cadence, default=S, metavar="EVAL_EVERY",
@@ -168,7 +170,9 @@ def _training_flags(g, cls: type, *, lm: bool) -> None:
             "validation text (the final one scores all)",
             type=positive_int)
     else:
-        add(g, T, cls, "--patience", "stop after N epochs without a better validation accuracy", type=positive_int)
+        add(g, T, cls, "--patience", "stop after N epochs without a better validation accuracy", type=positive_int,
+            default_text=f"the recipe's when no budget is given: {recipes.CLASSIFIER_PATIENCE}, and epochs of at "
+                         f"least {recipes.PATIENCE_STEPS} steps together")
     add(g, T, cls, "--seed", "seeds weights, dropout and data order", type=int)
     add(g, T, cls, "--device", "auto: cuda when available", choices=DEVICES)
     add(g, T, cls, "--precision", "bf16 = autocast to bfloat16", choices=PRECISIONS)
@@ -301,7 +305,9 @@ def _classify(sub) -> None:
     add(g, D, TextDataConfig, "--val", "a separate validation file instead of --val-fraction", field="val_path",
         metavar="FILE")
     add(g, D, TextDataConfig, "--encoding", "text encoding")
-    add(g, D, TextDataConfig, "--min-freq", "rarer words become <unk>", type=positive_int)
+    small = f"under {recipes.SMALL_SET:,} training texts"
+    add(g, D, TextDataConfig, "--min-freq", "rarer words become <unk>", type=positive_int,
+        default_text=f"the recipe's: 1 {small}, else 2")
     add(g, D, TextDataConfig, "--max-vocab", "most frequent words kept; 0 = all", type=nonneg_int)
     add(g, D, TextDataConfig, "--max-tokens", "truncate texts to N words; 0 = keep all", type=nonneg_int)
     add(g, D, TextDataConfig, "--truncate", "words a truncated text keeps: head, tail or both ends",
@@ -313,14 +319,18 @@ def _classify(sub) -> None:
     add(g, M, ClassifierConfig, "--embed-size", "word embedding width", type=positive_int)
     add(g, M, ClassifierConfig, "--hidden-size", "state width per direction", type=positive_int)
     add(g, M, ClassifierConfig, "--layers", "stacked recurrent layers", field="num_layers", type=positive_int)
-    add(g, M, ClassifierConfig, "--bidirectional", "read each text in both directions")
+    add(g, M, ClassifierConfig, "--bidirectional", "read each text in both directions", default_text="the recipe's: on")
     add(g, M, ClassifierConfig, "--pooling",
         "last valid state of each direction, or mean/max (or both: meanmax) over the valid steps",
-        choices=POOLINGS)
+        choices=POOLINGS, default_text=f"the recipe's: mean for texts under {recipes.SHORT_TEXT} words, else max")
     add(g, M, ClassifierConfig, "--head-hidden", "ReLU layer before the output; 0: none", type=nonneg_int)
-    add(g, M, ClassifierConfig, "--dropout", "dropout probability", type=number(0, 1, high_open=True))
+    add(g, M, ClassifierConfig, "--dropout", "dropout probability", type=number(0, 1, high_open=True),
+        default_text=f"the recipe's: 0.5 {small}, else 0.3")
     add(g, M, ClassifierConfig, "--word-dropout", "in training, the chance that a word is read as <unk>",
         type=number(0, 1, high_open=True))
+    add(g, M, ClassifierConfig, "--naive-bayes", "blend in a Naive Bayes over the words and the word pairs (hashed into "
+        "N buckets), with weights fitted on the validation texts; 0: off", type=nonneg_int, metavar="N",
+        default_text="the recipe's: buckets for twice the training texts' distinct word pairs")
     add(g, M, ClassifierConfig, "--packed", "run through pack_padded_sequence (same results; slower on CPU)")
     _cell_option_flag(g)
     _training_flags(t.add_argument_group("training"), ClassifierTrainConfig, lm=False)

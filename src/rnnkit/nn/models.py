@@ -16,6 +16,8 @@ from torch import nn
 
 from .recurrent import make_recurrent
 
+PAIR_HASH = 1_000_003   # a word pair (a, b) falls in bucket (a · PAIR_HASH + b) mod N: a prime, so pairs spread
+
 if TYPE_CHECKING:                      # for the annotations only: config sits in the layer above
     from ..config import ClassifierConfig, ModelConfig
 
@@ -74,6 +76,12 @@ class SequenceClassifier(nn.Module):
     so a padded step only ever follows the valid ones, and the answer (last valid state, or mean/max over
     valid steps) equals that of running each text alone. ``packed=True`` gets the same numbers through
     ``pack_padded_sequence`` instead (what cuDNN likes; about 5x slower on CPU).
+
+    With ``naive_bayes = N`` the model also holds a multinomial Naive Bayes over the words and the pairs of
+    adjacent words (a pair hashed into one of N buckets), as buffers: ``fit_naive_bayes`` counts it on the
+    training texts. Outside training the logits are the blend ``a · log_softmax(network) + b ·
+    log_softmax(naive Bayes)``, with ``blend = (a, b)``: (1, 0), the network alone, until it is fitted on
+    held-out texts (training/classifier.py). Training never reads the Naive Bayes part.
     """
 
     def __init__(self, config: ClassifierConfig):
@@ -93,12 +101,62 @@ class SequenceClassifier(nn.Module):
         features = d * c.hidden_size * (2 if c.pooling == "meanmax" else 1)
         self.hidden = nn.Linear(features, c.head_hidden) if c.head_hidden else None
         self.head = nn.Linear(c.head_hidden or features, c.num_classes)
+        if c.naive_bayes:                   # log p(feature | class), centred over the classes; rows: words, then pairs
+            self.register_buffer("nb_table", torch.zeros(c.vocab_size + c.naive_bayes, c.num_classes))
+            self.register_buffer("nb_prior", torch.zeros(c.num_classes))     # log p(class)
+            self.register_buffer("blend", torch.tensor([1.0, 0.0]))
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        logits = self.network(tokens, lengths)                      # (B, C)
+        if not self.config.naive_bayes or self.training:
+            return logits
+        nb = self.naive_bayes(tokens, lengths)
+        return self.blend[0] * logits.log_softmax(-1) + self.blend[1] * nb.log_softmax(-1)
+
+    def network(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """The recurrent network's class logits, (B, C), without the Naive Bayes part."""
         z = self.drop(self.features(tokens, lengths))              # (B, D·H)
         if self.hidden is not None:
             z = self.drop(F.relu(self.hidden(z)))
         return self.head(z)                                         # (B, C)
+
+    def naive_bayes_features(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Row of ``nb_table`` for each word pair: ``pairs[b, t]`` for the words at t and t+1, (B, T-1)."""
+        c = self.config
+        return c.vocab_size + (tokens[:, :-1] * PAIR_HASH + tokens[:, 1:]) % c.naive_bayes
+
+    def naive_bayes(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """The Naive Bayes class scores log p(class) + Σ log p(feature | class) (centred), (B, C); every
+        occurrence of a word or pair counts."""
+        valid = (torch.arange(tokens.shape[1], device=tokens.device)[None] < lengths.to(tokens.device)[:, None])
+        valid = valid.to(self.nb_table.dtype)[..., None]            # (B, T, 1)
+        words = (F.embedding(tokens, self.nb_table) * valid).sum(1)
+        pairs = (F.embedding(self.naive_bayes_features(tokens), self.nb_table) * valid[:, 1:]).sum(1)
+        return self.nb_prior + words + pairs
+
+    @torch.no_grad()
+    def fit_naive_bayes(self, seqs: list[torch.Tensor], labels: torch.Tensor, alpha: float = 1.0) -> None:
+        """Count the words and word pairs of each class in ``seqs`` (encoded texts) with add-``alpha``
+        smoothing; features never seen in them weigh nothing. Resets ``blend`` to the network alone."""
+        c, device = self.config, self.nb_table.device
+        rows, classes = c.vocab_size + c.naive_bayes, c.num_classes
+        counts = torch.zeros(rows * classes, dtype=torch.float64)
+        labels = labels.to(torch.int64).tolist()
+        for start in range(0, len(seqs), 1024):                     # a thousand texts per bincount
+            feats = []
+            for seq, label in zip(seqs[start:start + 1024], labels[start:start + 1024]):
+                seq = seq.to(torch.int64)[None]
+                feats.append(torch.cat([seq[0], self.naive_bayes_features(seq)[0]]) * classes + label)
+            counts += torch.bincount(torch.cat(feats), minlength=rows * classes).to(torch.float64)
+        counts = counts.view(rows, classes)
+        counts[0] = 0.0                                             # <pad> is no word
+        seen = counts.sum(1) > 0
+        log_p = (counts + alpha).log() - (counts.sum(0) + alpha * seen.sum()).log()
+        log_p = torch.where(seen[:, None], log_p - log_p.mean(1, keepdim=True), 0.0)
+        prior = torch.bincount(torch.tensor(labels, dtype=torch.int64), minlength=classes).to(torch.float64)
+        self.nb_table.copy_(log_p.to(device))
+        self.nb_prior.copy_(((prior + alpha) / (prior.sum() + alpha * classes)).log().to(device))
+        self.blend.copy_(torch.tensor([1.0, 0.0]))
 
     def features(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """The pooled text representation, (B, D·H) with D = 2 directions when bidirectional (twice that wide

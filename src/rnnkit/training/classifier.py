@@ -18,7 +18,7 @@ from ..config import ClassifierConfig, ClassifierTrainConfig, TextDataConfig, Tr
 from ..data.labelled import ClassifyData, prepare_data
 from ..data.padded import BucketBatches
 from ..data.words import WordVocab
-from ..evaluate import score
+from ..evaluate import blend_parts, score
 from ..metrics import ClassifyScore
 from ..nn.models import SequenceClassifier
 from . import distributed, lifecycle, recipes
@@ -29,6 +29,7 @@ from .trainer import Trainer, World
 # accuracy). The recipe (recipes.choose_classifier) chooses the epochs from the data instead, with patience,
 # and caps them at DEFAULT_TIME_BUDGET seconds of training.
 DEFAULT_EPOCHS, DEFAULT_MIN_STEPS = 3, 200
+BLEND_RIDGE = 1e-3          # penalty on the blend's squared weights (fit_blend)
 DEFAULT_TIME_BUDGET = 900.0
 RESUMABLE_FIELDS = ("steps", "epochs", "time_budget", "device", "threads", "tensorboard")
 
@@ -108,12 +109,16 @@ class ClassifierJob:
             has_budget = cfg.steps is not None or cfg.epochs is not None or cfg.time_budget is not None
             model_cfg, data_cfg, cfg, recipe = recipes.choose_classifier(
                 model_cfg, data_cfg, cfg, auto, train_texts=len(data.train_seqs), has_budget=has_budget,
-                mean_words=sum(len(s) for s in data.train_seqs) / max(1, len(data.train_seqs)))
+                mean_words=sum(len(s) for s in data.train_seqs) / max(1, len(data.train_seqs)),
+                pair_types=recipes.pair_types(data.train_seqs) if "naive_bayes" in auto else 0,
+                classes=len(data.labels))
             if not has_budget and cfg.epochs is not None and cfg.time_budget is None:
                 cfg = dataclasses.replace(cfg, time_budget=DEFAULT_TIME_BUDGET)
         model_cfg = dataclasses.replace(model_cfg, vocab_size=len(data.vocab), num_classes=len(data.labels))
         torch.manual_seed(cfg.seed)
         model = SequenceClassifier(model_cfg).to(device)
+        if model_cfg.naive_bayes:                       # counted before training (a resumed run loads them too)
+            model.fit_naive_bayes(data.train_seqs, data.train_labels)
         batches = BucketBatches(data.train_seqs, data.train_labels, cfg.batch_size, bucket=self.data.bucket,
                                 seed=cfg.seed)
         if world is not None and world.size > 1:        # this process's rows of every batch
@@ -173,12 +178,60 @@ class ClassifierJob:
 
     def summary(self, trainer: Trainer, prepared: lifecycle.Prepared, stopped_early: bool) -> dict:
         model, data, p = prepared.model, prepared.data, trainer.progress
-        model.load_state_dict(ckpt.load_weights(ckpt.weights_path(trainer.run_dir, "best"), trainer.device))
+        extra = {}
+        if model.config.naive_bayes:                    # fit the blend of each saved model on the validation texts
+            for which in ("last", "best"):              # best last: it stays loaded
+                path = ckpt.weights_path(trainer.run_dir, which)
+                model.load_state_dict(ckpt.load_weights(path, trainer.device))
+                extra = fit_blend(model, data.val_seqs, data.val_labels, prepared.cfg.precision)
+                if trainer.world.is_writer:
+                    ckpt.save_weights(path, model.state_dict(), {**ckpt.read_weights_metadata(path), "blend": extra})
+            extra = {"naive_bayes": extra}
+        else:
+            model.load_state_dict(ckpt.load_weights(ckpt.weights_path(trainer.run_dir, "best"), trainer.device))
         val = score(model, data.val_seqs, data.val_labels, precision=prepared.cfg.precision)
-        return {"step": p.step, "best_step": p.best_step, "epochs": round(p.step / trainer.batches.steps_per_epoch, 3),
+        return {**extra, "step": p.step, "best_step": p.best_step, "epochs": round(p.step / trainer.batches.steps_per_epoch, 3),
                 "stopped_early": stopped_early, "train_time_s": round(p.train_time, 1),
                 "tokens_per_s": round(p.units / max(p.train_time, 1e-9), 1),
                 **{f"val_{k}": v for k, v in val.to_dict().items()}}
+
+
+def fit_blend(model: SequenceClassifier, seqs: list[torch.Tensor], labels: torch.Tensor,
+              precision: str = "fp32") -> dict:
+    """Set ``model.blend = (a, b)`` to the non-negative weights of least cross-entropy on these (held-out)
+    texts for ``a · log_softmax(network) + b · log_softmax(naive Bayes)``: two numbers, so a thousand texts
+    fit them well. A small penalty on a² + b² (``BLEND_RIDGE``) keeps them finite where a few texts are all
+    classified right (the cross-entropy would fall for ever as the weights grow). Returns them with the
+    accuracy of each part and of the blend."""
+    net, nb = (x.log_softmax(-1) for x in blend_parts(model, seqs, precision=precision))
+    ab = _least_nll(net, nb, labels, torch.tensor([1.0, 1.0], dtype=torch.float64))
+    if ab[1] < 0:                                   # Naive Bayes hurts: the network alone, rescaled
+        ab = torch.stack([_least_nll(net, nb, labels, torch.tensor([1.0, 0.0], dtype=torch.float64), fixed_b=True)[0],
+                          torch.zeros((), dtype=torch.float64)])
+    ab = ab.clamp(min=0.0)
+    model.blend.copy_(ab.to(model.blend))
+
+    def acc(logits: torch.Tensor) -> float:
+        return round(float((logits.argmax(-1) == labels).double().mean()), 6)
+    return {"weights": [round(float(w), 6) for w in ab], "val_accuracy_network": acc(net),
+            "val_accuracy_naive_bayes": acc(nb), "val_accuracy_blend": acc(ab[0] * net + ab[1] * nb)}
+
+
+def _least_nll(net: torch.Tensor, nb: torch.Tensor, labels: torch.Tensor, start: torch.Tensor, *,
+               fixed_b: bool = False) -> torch.Tensor:
+    with torch.enable_grad():
+        ab = start.clone().requires_grad_(True)
+        opt = torch.optim.LBFGS([ab], max_iter=100, line_search_fn="strong_wolfe")
+
+        def closure():
+            opt.zero_grad()
+            b = ab[1].detach() if fixed_b else ab[1]
+            loss = F.cross_entropy(ab[0] * net + b * nb, labels) + BLEND_RIDGE * (ab[0] ** 2 + b ** 2)
+            loss.backward()
+            return loss
+        opt.step(closure)
+    ab = ab.detach()
+    return ab if bool(torch.isfinite(ab).all()) else start
 
 
 def _figure(trainer: Trainer) -> str:

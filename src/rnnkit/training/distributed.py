@@ -84,7 +84,9 @@ class ProcessGroupWorld(World):
     def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
         from torch.nn.parallel import DistributedDataParallel
         ids = [self.device.index] if self.device.type == "cuda" else None
-        return DistributedDataParallel(model, device_ids=ids)
+        # rnnkit's buffers (a classifier's Naive Bayes counts) are equal in every process and constant while
+        # training: nothing to broadcast before each step
+        return DistributedDataParallel(model, device_ids=ids, broadcast_buffers=False)
 
 
 def init(device: str) -> World:

@@ -291,7 +291,7 @@ def _duration(seconds: float) -> str:
 
 # ----------------------------------------------------------------------------- classifiers
 
-CLASSIFIER_MODEL_FIELDS = ("bidirectional", "pooling", "dropout")
+CLASSIFIER_MODEL_FIELDS = ("bidirectional", "pooling", "dropout", "naive_bayes")
 CLASSIFIER_DATA_FIELDS = ("min_freq",)
 CLASSIFIER_TRAIN_FIELDS = ("epochs", "patience")
 CLASSIFIER_FIELDS = CLASSIFIER_MODEL_FIELDS + CLASSIFIER_DATA_FIELDS + CLASSIFIER_TRAIN_FIELDS
@@ -299,7 +299,24 @@ SMALL_SET = 20_000                    # training texts; below this: every word k
 PASSES_OF_LARGE_SET = 3 * 20_000      # text-passes: IMDb's 20,000 reviews for 3 epochs (88.7 %, docs/classify.md)
 MAX_EPOCHS = 30
 SHORT_TEXT = 100                      # words per text (mean, after truncation); below this: mean pooling
-CLASSIFIER_PATIENCE = 2               # epochs without a better validation accuracy before stopping
+CLASSIFIER_PATIENCE = 2               # epochs without a better validation accuracy before stopping ...
+PATIENCE_STEPS = 100                  # ... and at least this many steps: a network may take a hundred steps to
+                                      # leave chance, a few epochs of a small set (800 IMDb reviews: 13 a epoch)
+NB_CELLS = 1 << 22                    # at most this many (pair bucket, class) counts: 16 MB of float32
+NB_MIN_BUCKETS = 1 << 12
+
+
+def naive_bayes_buckets(pair_types: int, classes: int) -> int:
+    """Buckets for the Naive Bayes word pairs: the power of two at least twice the distinct pairs of the
+    training texts (few of them share a bucket), from ``NB_MIN_BUCKETS`` up to ``NB_CELLS / classes``."""
+    cap = max(NB_MIN_BUCKETS, 1 << (NB_CELLS // max(1, classes)).bit_length() - 1)
+    return min(cap, max(NB_MIN_BUCKETS, 1 << (2 * pair_types - 1).bit_length()))
+
+
+def pair_types(seqs: Iterable[torch.Tensor]) -> int:
+    """Distinct pairs of adjacent words over encoded texts."""
+    keys = [s[:-1].to(torch.int64) * (1 << 31) + s[1:] for s in seqs if len(s) > 1]
+    return int(torch.cat(keys).unique().numel()) if keys else 0
 
 
 def min_freq_for(train_texts: int) -> int:
@@ -308,11 +325,11 @@ def min_freq_for(train_texts: int) -> int:
 
 
 def choose_classifier(model: ClassifierConfig, data: TextDataConfig, train: TrainConfig, auto: Iterable[str], *,
-                      train_texts: int, mean_words: float, has_budget: bool
-                      ) -> tuple[ClassifierConfig, TextDataConfig, TrainConfig, Recipe]:
+                      train_texts: int, mean_words: float, has_budget: bool, pair_types: int = 0,
+                      classes: int = 2) -> tuple[ClassifierConfig, TextDataConfig, TrainConfig, Recipe]:
     """Fill the classifier fields named in ``auto`` (of ``CLASSIFIER_FIELDS``) from the number of training
-    texts and their mean length in words. ``epochs`` and ``patience`` are chosen only when no budget was
-    given (``has_budget`` False)."""
+    texts, their mean length in words, their distinct word pairs and the number of classes. ``epochs`` and
+    ``patience`` are chosen only when no budget was given (``has_budget`` False)."""
     auto = tuple(f for f in CLASSIFIER_FIELDS if f in set(auto))
     small = train_texts < SMALL_SET
     chosen: dict[str, Any] = {}
@@ -324,6 +341,9 @@ def choose_classifier(model: ClassifierConfig, data: TextDataConfig, train: Trai
         notes.append(f"{mean_words:.0f} words per text: {chosen['pooling']} pooling")
     if "dropout" in auto:
         chosen["dropout"] = 0.5 if small else 0.3
+    if "naive_bayes" in auto:
+        chosen["naive_bayes"] = naive_bayes_buckets(pair_types, classes)
+        notes.append(f"{pair_types:,} distinct word pairs: {chosen['naive_bayes']:,} Naive Bayes buckets")
     if "min_freq" in auto:
         chosen["min_freq"] = min_freq_for(train_texts)
     if (small and {"dropout", "min_freq"} & set(auto)):
@@ -334,11 +354,14 @@ def choose_classifier(model: ClassifierConfig, data: TextDataConfig, train: Trai
             chosen["epochs"] = float(min(MAX_EPOCHS, max(3, math.ceil(PASSES_OF_LARGE_SET / max(1, train_texts)))))
             notes.append(f"{chosen['epochs']:g} epochs for {train_texts:,} texts")
         if "patience" in auto:
-            chosen["patience"] = CLASSIFIER_PATIENCE
-            notes.append(f"stop after {CLASSIFIER_PATIENCE} epochs without a better validation accuracy")
+            per_epoch = math.ceil(train_texts / train.batch_size)
+            chosen["patience"] = max(CLASSIFIER_PATIENCE, math.ceil(PATIENCE_STEPS / max(1, per_epoch)))
+            notes.append(f"stop after {chosen['patience']} epochs without a better validation accuracy"
+                         + (f" (at least {PATIENCE_STEPS} steps)" if chosen["patience"] > CLASSIFIER_PATIENCE else ""))
     model = dataclasses.replace(model, **{k: v for k, v in chosen.items() if k in CLASSIFIER_MODEL_FIELDS})
     data = dataclasses.replace(data, **{k: v for k, v in chosen.items() if k in CLASSIFIER_DATA_FIELDS})
     train = dataclasses.replace(train, **{k: v for k, v in chosen.items() if k in CLASSIFIER_TRAIN_FIELDS})
     what = (f"{model.num_layers}x{model.hidden_size} {'bidirectional ' if model.bidirectional else ''}{model.cell}, "
-            f"{model.pooling} pooling, dropout {model.dropout:g}, min word frequency {data.min_freq}")
+            f"{model.pooling} pooling, dropout {model.dropout:g}, min word frequency {data.min_freq}"
+            f"{', Naive Bayes blend' if model.naive_bayes else ''}")
     return model, data, train, Recipe(auto, chosen, what + (f" ({'; '.join(notes)})" if notes else ""), {}, "none")
