@@ -94,43 +94,35 @@ def score_file(model, vocab: CharVocab, path: str, *, member: Optional[str] = No
 
 
 @torch.inference_mode()
-def score(model, seqs: Sequence[torch.Tensor], labels: torch.Tensor, *,
-          batch_size: int = 256, precision: str = "fp32") -> ClassifyScore:
-    """Loss and accuracy of a ``SequenceClassifier`` on encoded texts with their class indices."""
+def class_outputs(model, seqs: Sequence[torch.Tensor], *parts: Callable, batch_size: int = 256,
+                  precision: str = "fp32") -> list[torch.Tensor]:
+    """Run a ``SequenceClassifier`` in evaluation mode over encoded texts, in padded batches of similar
+    length: for each of ``parts`` (callables ``(tokens, lengths) -> (B, C)``; none given: the model itself),
+    its outputs for the texts in their order, (N, C) float64 on the CPU."""
+    parts = parts or (model,)
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
-    nll = torch.zeros((), dtype=torch.float64)
-    correct = 0
-    try:
-        with autocast(device, precision):
-            for idx in length_batches(seqs, batch_size):
-                batch = pad_batch([seqs[i] for i in idx], labels[idx], PAD_MULTIPLE)
-                logits = model(batch.tokens.to(device), batch.lengths).float().cpu()
-                nll += F.cross_entropy(logits, batch.labels, reduction="sum").double()
-                correct += int((logits.argmax(-1) == batch.labels).sum())
-    finally:
-        model.train(was_training)
-    return ClassifyScore(float(nll), correct, len(seqs))
-
-
-@torch.inference_mode()
-def blend_parts(model, seqs: Sequence[torch.Tensor], *, batch_size: int = 256,
-                precision: str = "fp32") -> tuple[torch.Tensor, torch.Tensor]:
-    """The two parts a ``SequenceClassifier`` with ``naive_bayes`` blends, for encoded texts in their order:
-    the network's logits and the Naive Bayes scores, (N, C) each, float64 on the CPU."""
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    c = model.config.num_classes
-    net, nb = torch.empty(len(seqs), c, dtype=torch.float64), torch.empty(len(seqs), c, dtype=torch.float64)
+    out = [torch.empty(len(seqs), model.config.num_classes, dtype=torch.float64) for _ in parts]
     try:
         with autocast(device, precision):
             for idx in length_batches(seqs, batch_size):
                 batch = pad_batch([seqs[i] for i in idx], torch.zeros(len(idx), dtype=torch.int64), PAD_MULTIPLE)
                 tokens = batch.tokens.to(device)
-                net[idx] = model.network(tokens, batch.lengths).double().cpu()
-                nb[idx] = model.naive_bayes(tokens, batch.lengths).double().cpu()
+                for o, part in zip(out, parts):
+                    o[idx] = part(tokens, batch.lengths).double().cpu()
     finally:
         model.train(was_training)
-    return net, nb
+    return out
+
+
+def score_logits(logits: torch.Tensor, labels: torch.Tensor) -> ClassifyScore:
+    """Summed cross-entropy and correct argmax predictions of class logits (N, C) for class indices (N,)."""
+    nll = F.cross_entropy(logits.double(), labels, reduction="sum")
+    return ClassifyScore(float(nll), int((logits.argmax(-1) == labels).sum()), len(labels))
+
+
+def score(model, seqs: Sequence[torch.Tensor], labels: torch.Tensor, *,
+          batch_size: int = 256, precision: str = "fp32") -> ClassifyScore:
+    """Loss and accuracy of a ``SequenceClassifier`` on encoded texts with their class indices."""
+    return score_logits(class_outputs(model, seqs, batch_size=batch_size, precision=precision)[0], labels)

@@ -14,7 +14,7 @@ from torch import nn
 from rnnkit import checkpoint as ckpt
 from rnnkit.classify import evaluate, load, predict, read_examples, resume, train
 from rnnkit.data.padded import BucketBatches, pad_batch, truncate
-from rnnkit.evaluate import blend_parts, score
+from rnnkit.evaluate import class_outputs, score
 from rnnkit.metrics import ClassifyScore
 from rnnkit.cli import main
 from rnnkit.config import ClassifierConfig, ClassifierTrainConfig, TextDataConfig
@@ -159,10 +159,10 @@ def test_blend_weights_are_the_least_cross_entropy_on_held_out_texts():
     torch.manual_seed(0)
     model = SequenceClassifier(cfg)
     model.fit_naive_bayes(seqs[:80], labels[:80])
-    info = fit_blend(model, seqs[80:], labels[80:])
+    info, _ = fit_blend(model, seqs[80:], labels[80:])
     a, b = info["weights"]
     assert a >= 0 and b >= 0 and list(model.blend.tolist()) == pytest.approx([a, b], abs=1e-6)
-    net, nb = (x.log_softmax(-1) for x in blend_parts(model, seqs[80:]))
+    net, nb = (x.log_softmax(-1) for x in class_outputs(model, seqs[80:], model.network, model.naive_bayes))
 
     def nll(a, b):                                                 # the objective fit_blend minimises
         return float(F.cross_entropy(a * net + b * nb, labels[80:])) + BLEND_RIDGE * (a * a + b * b)
@@ -174,7 +174,7 @@ def test_blend_weights_are_the_least_cross_entropy_on_held_out_texts():
     assert info["val_accuracy_blend"] == pytest.approx(float(((a * net + b * nb).argmax(-1) == labels[80:])
                                                               .double().mean()), abs=1e-6)
     # two held-out texts, both right by either part: the weights stay finite (the ridge), not run off
-    info = fit_blend(model, seqs[:2], labels[:2])
+    info, _ = fit_blend(model, seqs[:2], labels[:2])
     assert all(0 <= w < 100 for w in info["weights"]) and info["val_accuracy_blend"] == 1.0
 
 

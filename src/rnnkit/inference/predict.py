@@ -9,29 +9,14 @@ from typing import Optional, Sequence
 import torch
 
 from ..data.labelled import label_indices, prepare_data, read_examples
-from ..data.padded import PAD_MULTIPLE, length_batches, pad_batch
-from ..evaluate import score
-from ..nn.device import autocast
+from ..evaluate import class_outputs, score
 from ..runs import LoadedClassifier
 
 
-@torch.inference_mode()
 def predict_proba(model, seqs: Sequence[torch.Tensor], *, batch_size: int = 256,
                   precision: str = "fp32") -> torch.Tensor:
     """Class probabilities (N, C) for encoded texts, in their order."""
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    probs = torch.empty(len(seqs), model.config.num_classes)
-    try:
-        with autocast(device, precision):
-            for idx in length_batches(seqs, batch_size):
-                batch = pad_batch([seqs[i] for i in idx], torch.zeros(len(idx), dtype=torch.int64), PAD_MULTIPLE)
-                logits = model(batch.tokens.to(device), batch.lengths)
-                probs[idx] = logits.float().softmax(-1).cpu()
-    finally:
-        model.train(was_training)
-    return probs
+    return class_outputs(model, seqs, batch_size=batch_size, precision=precision)[0].softmax(-1).float()
 
 
 def evaluate(clf: LoadedClassifier, path: Optional[str] = None, *, split: str = "test", format: Optional[str] = None,

@@ -141,10 +141,11 @@ class SequenceClassifier(nn.Module):
         c, device = self.config, self.nb_table.device
         rows, classes = c.vocab_size + c.naive_bayes, c.num_classes
         counts = torch.zeros(rows * classes, dtype=torch.float64)
-        labels = labels.to(torch.int64).tolist()
+        labels = labels.to(torch.int64)
+        prior = torch.bincount(labels, minlength=classes).to(torch.float64)
         for start in range(0, len(seqs), 1024):                     # a thousand texts per bincount
             feats = []
-            for seq, label in zip(seqs[start:start + 1024], labels[start:start + 1024]):
+            for seq, label in zip(seqs[start:start + 1024], labels[start:start + 1024].tolist()):
                 seq = seq.to(torch.int64)[None]
                 feats.append(torch.cat([seq[0], self.naive_bayes_features(seq)[0]]) * classes + label)
             counts += torch.bincount(torch.cat(feats), minlength=rows * classes).to(torch.float64)
@@ -153,7 +154,6 @@ class SequenceClassifier(nn.Module):
         seen = counts.sum(1) > 0
         log_p = (counts + alpha).log() - (counts.sum(0) + alpha * seen.sum()).log()
         log_p = torch.where(seen[:, None], log_p - log_p.mean(1, keepdim=True), 0.0)
-        prior = torch.bincount(torch.tensor(labels, dtype=torch.int64), minlength=classes).to(torch.float64)
         self.nb_table.copy_(log_p.to(device))
         self.nb_prior.copy_(((prior + alpha) / (prior.sum() + alpha * classes)).log().to(device))
         self.blend.copy_(torch.tensor([1.0, 0.0]))

@@ -18,7 +18,7 @@ from ..config import ClassifierConfig, ClassifierTrainConfig, TextDataConfig, Tr
 from ..data.labelled import ClassifyData, prepare_data
 from ..data.padded import BucketBatches
 from ..data.words import WordVocab
-from ..evaluate import blend_parts, score
+from ..evaluate import class_outputs, score, score_logits
 from ..metrics import ClassifyScore
 from ..nn.models import SequenceClassifier
 from . import distributed, lifecycle, recipes
@@ -180,16 +180,16 @@ class ClassifierJob:
         model, data, p = prepared.model, prepared.data, trainer.progress
         extra = {}
         if model.config.naive_bayes:                    # fit the blend of each saved model on the validation texts
-            for which in ("last", "best"):              # best last: it stays loaded
+            for which in ("last", "best"):              # best last: it stays loaded, its score is the summary's
                 path = ckpt.weights_path(trainer.run_dir, which)
                 model.load_state_dict(ckpt.load_weights(path, trainer.device))
-                extra = fit_blend(model, data.val_seqs, data.val_labels, prepared.cfg.precision)
+                info, val = fit_blend(model, data.val_seqs, data.val_labels, prepared.cfg.precision)
                 if trainer.world.is_writer:
-                    ckpt.save_weights(path, model.state_dict(), {**ckpt.read_weights_metadata(path), "blend": extra})
-            extra = {"naive_bayes": extra}
+                    ckpt.save_weights(path, model.state_dict(), {**ckpt.read_weights_metadata(path), "blend": info})
+            extra = {"naive_bayes": info}
         else:
             model.load_state_dict(ckpt.load_weights(ckpt.weights_path(trainer.run_dir, "best"), trainer.device))
-        val = score(model, data.val_seqs, data.val_labels, precision=prepared.cfg.precision)
+            val = score(model, data.val_seqs, data.val_labels, precision=prepared.cfg.precision)
         return {**extra, "step": p.step, "best_step": p.best_step, "epochs": round(p.step / trainer.batches.steps_per_epoch, 3),
                 "stopped_early": stopped_early, "train_time_s": round(p.train_time, 1),
                 "tokens_per_s": round(p.units / max(p.train_time, 1e-9), 1),
@@ -197,24 +197,25 @@ class ClassifierJob:
 
 
 def fit_blend(model: SequenceClassifier, seqs: list[torch.Tensor], labels: torch.Tensor,
-              precision: str = "fp32") -> dict:
+              precision: str = "fp32") -> tuple[dict, ClassifyScore]:
     """Set ``model.blend = (a, b)`` to the non-negative weights of least cross-entropy on these (held-out)
     texts for ``a · log_softmax(network) + b · log_softmax(naive Bayes)``: two numbers, so a thousand texts
     fit them well. A small penalty on a² + b² (``BLEND_RIDGE``) keeps them finite where a few texts are all
-    classified right (the cross-entropy would fall for ever as the weights grow). Returns them with the
-    accuracy of each part and of the blend."""
-    net, nb = (x.log_softmax(-1) for x in blend_parts(model, seqs, precision=precision))
+    classified right (the cross-entropy would fall for ever as the weights grow). Returns the weights with
+    the accuracy of each part and of the blend, and the blend's score on the texts."""
+    net, nb = (x.log_softmax(-1) for x in class_outputs(model, seqs, model.network, model.naive_bayes,
+                                                         precision=precision))
     ab = _least_nll(net, nb, labels, torch.tensor([1.0, 1.0], dtype=torch.float64))
     if ab[1] < 0:                                   # Naive Bayes hurts: the network alone, rescaled
         ab = torch.stack([_least_nll(net, nb, labels, torch.tensor([1.0, 0.0], dtype=torch.float64), fixed_b=True)[0],
                           torch.zeros((), dtype=torch.float64)])
     ab = ab.clamp(min=0.0)
     model.blend.copy_(ab.to(model.blend))
-
-    def acc(logits: torch.Tensor) -> float:
-        return round(float((logits.argmax(-1) == labels).double().mean()), 6)
-    return {"weights": [round(float(w), 6) for w in ab], "val_accuracy_network": acc(net),
-            "val_accuracy_naive_bayes": acc(nb), "val_accuracy_blend": acc(ab[0] * net + ab[1] * nb)}
+    blended = score_logits(ab[0] * net + ab[1] * nb, labels)
+    return {"weights": [round(float(w), 6) for w in ab],
+            "val_accuracy_network": round(score_logits(net, labels).accuracy, 6),
+            "val_accuracy_naive_bayes": round(score_logits(nb, labels).accuracy, 6),
+            "val_accuracy_blend": round(blended.accuracy, 6)}, blended
 
 
 def _least_nll(net: torch.Tensor, nb: torch.Tensor, labels: torch.Tensor, start: torch.Tensor, *,
