@@ -281,3 +281,25 @@ def test_rnnkit_serve_from_the_command_line(lm_run, classifier_run, tmp_path):
         assert "Traceback" not in proc.stderr.read()
     finally:
         proc.kill()
+
+
+def test_a_naive_bayes_classifier_is_described_and_served_with_its_blend(tmp_path):
+    from rnnkit.config import ClassifierConfig, ClassifierTrainConfig, TextDataConfig
+    from rnnkit.training.classifier import train
+
+    data = tmp_path / "reviews.csv"
+    data.write_text("text,label\n" + "".join(f"a fine moving film {i} indeed,pos\na dull tedious mess {i},neg\n"
+                                             for i in range(12)), encoding="utf-8")
+    train(TextDataConfig(path=str(data), min_freq=1), ClassifierConfig(hidden_size=8, embed_size=8, naive_bayes=4096),
+          ClassifierTrainConfig(batch_size=4, epochs=1, device="cpu", threads=1), tmp_path / "nb", quiet=True)
+    clf = load_classifier(tmp_path / "nb")
+    with running([tmp_path / "nb"]) as (url, _):
+        info = httpx.get(f"{url}/v1/models/nb", timeout=10).json()
+        texts = ["a fine film indeed", "a dull mess"]
+        got = httpx.post(f"{url}/v1/classify", json={"model": "nb", "texts": texts}, timeout=30).json()
+    assert info["naive_bayes"] == 4096
+    assert info["blend"] == {"network": pytest.approx(float(clf.model.blend[0]), abs=1e-6),
+                             "naive_bayes": pytest.approx(float(clf.model.blend[1]), abs=1e-6)}
+    assert info["blend"]["naive_bayes"] > 0
+    for entry, pred in zip(got["data"], predict(clf, texts)):
+        assert entry["label"] == pred.label and entry["probability"] == pytest.approx(pred.probability, abs=1e-6)

@@ -56,8 +56,13 @@ class Model:
         if self.task == "charlm":
             out["vocab"] = "".join(self.loaded.vocab.chars)
         else:
+            model = self.loaded.model
             out.update(labels=self.loaded.labels, vocab_size=len(self.loaded.vocab),
-                       bidirectional=m.get("bidirectional"), pooling=m.get("pooling"))
+                       bidirectional=m.get("bidirectional"), pooling=m.get("pooling"),
+                       naive_bayes=m.get("naive_bayes", 0))
+            if model.config.naive_bayes:                # logits = a·log_softmax(network) + b·log_softmax(NB)
+                out["blend"] = {"network": round(float(model.blend[0]), 6),
+                                "naive_bayes": round(float(model.blend[1]), 6)}
         return out
 
 
