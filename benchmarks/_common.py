@@ -10,6 +10,7 @@ import datetime
 import os
 import platform
 import re
+import shlex
 import statistics
 import sys
 import time
@@ -83,10 +84,19 @@ def _fmt(c: object) -> str:
     return str(c)
 
 
+COMMAND_ENV = ("BUDGET_S",)     # environment variables the benchmarks read, shown before their commands
+
+
+def _from_root(arg: str) -> str:
+    """A relative path that exists, as seen from the repository root (where the docs' commands run)."""
+    return os.path.relpath(Path(arg).resolve(), ROOT) if not os.path.isabs(arg) and Path(arg).exists() else arg
+
+
 def write_section(name: str, title: str, body: str) -> None:
     """Replace (or append) section ``name`` of docs/benchmarks.md with ``body``, stamped with the command,
     machine and date."""
-    command = "python " + " ".join([os.path.relpath(sys.argv[0], ROOT)] + sys.argv[1:])
+    env = "".join(f"{k}={shlex.quote(os.environ[k])} " for k in COMMAND_ENV if k in os.environ)
+    command = env + "python " + shlex.join(_from_root(a) for a in sys.argv)
     stamp = (f"Command: `{command}`  \nMachine: {machine()}  \n"
              f"Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC")
     block = f"<!-- {name}:start -->\n### {title}\n\n{stamp}\n\n{body.strip()}\n<!-- {name}:end -->"

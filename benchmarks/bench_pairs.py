@@ -7,6 +7,8 @@ steps), one after the other in one process, so the difference in best validation
 
 Each ``--variant NAME=FLAGS`` adds FLAGS to the common ones. A step budget (not a time budget) keeps the
 comparison free of the machine's speed of the hour; the schedule spans the same steps in every run.
+``--time-budget S`` instead gives every run S seconds of training, for settings that change the speed
+itself (the batch shape): the runs then differ in steps and the comparison carries the machine's noise.
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ from bench_quality import run_rnnkit, shown_path
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("corpus", help="UTF-8 text file")
-    ap.add_argument("--steps", type=int, required=True, help="optimizer steps of every run")
+    budget = ap.add_mutually_exclusive_group(required=True)
+    budget.add_argument("--steps", type=int, help="optimizer steps of every run")
+    budget.add_argument("--time-budget", type=float, metavar="S", help="seconds of training of every run")
     ap.add_argument("--eval-every", type=int, default=300, help="steps between evaluations (default 300)")
     ap.add_argument("--common", default="", help="rnnkit train flags of every run")
     ap.add_argument("--variant", action="append", required=True, metavar="NAME=FLAGS",
@@ -39,8 +43,8 @@ def main() -> None:
         name, flags = v.split("=", 1)
         variants.append((name, shlex.split(flags)))
     corpus = str(Path(args.corpus).resolve())
-    common = shlex.split(args.common) + ["--steps", str(args.steps), "--eval-every", str(args.eval_every),
-                                         "--no-probe"]
+    given = ["--steps", str(args.steps)] if args.steps else ["--time-budget", f"{args.time_budget:g}s"]
+    common = shlex.split(args.common) + given + ["--eval-every", str(args.eval_every), "--no-probe"]
     rows = []
     for name, flags in variants:
         r = run_rnnkit(corpus, None, common + flags)
@@ -49,9 +53,11 @@ def main() -> None:
     text = table(["variant", "flags", "best val nats/char", "steps", "train chars/s"], rows)
     print(text)
     if not args.no_write:
-        body = (f"Corpus `{shown_path(corpus)}` (last 10% held out: best weights scored on all of it), "
-                f"{args.steps:,} steps each; common flags `{args.common}`.\n\n" + text)
-        write_section("bench_pairs_" + re.sub(r"\W+", "_", args.label), f"Fixed-step pairs: {args.label}", body)
+        each = f"{args.steps:,} steps each" if args.steps else f"{args.time_budget:g} s of training each"
+        body = (f"Corpus `{shown_path(corpus)}` (last 10% held out: best weights scored on all of it), {each}; "
+                f"common flags `{args.common}`.\n\n" + text)
+        kind = "Fixed-step pairs" if args.steps else "Equal-time pairs"
+        write_section("bench_pairs_" + re.sub(r"\W+", "_", args.label), f"{kind}: {args.label}", body)
 
 
 if __name__ == "__main__":

@@ -85,7 +85,8 @@ class TrainConfig:
     batching: str = "consecutive"       # consecutive: stateful TBPTT streams; random: fresh-state chunks
     fixed_grid: bool = False            # d2l's chunking (seed 001): chunks at 0, T, 2T, ... and no random offset
     batch_size: int = 64                # parallel sequences per step
-    seq_len: int = 50                   # characters per sequence (truncated-BPTT length; 50 beat 100 and 200)
+    seq_len: int = 50                   # characters per sequence (truncated-BPTT length; in equal time 50 beat
+                                        # 25 and 200, and beat or tied 100)
     optimizer: str = "adam"             # sgd | adam | adamw
     lr: Optional[float] = None          # peak learning rate; None: 5e-3 (the LSTM gains most from 5e-3 over
                                         # 3e-3), or 1e-3 for alphabets of over 1,000 symbols (Chinese text)
@@ -301,6 +302,8 @@ class ClassifierConfig:
     naive_bayes: int = 0         # N > 0: blend the network with a Naive Bayes over the words and the word pairs
                                  # (hashed into N buckets), counted on the training texts; the two weights
                                  # of the blend are fitted on the validation texts at the end. 0: off
+    naive_bayes_once: bool = True  # each distinct word and pair counts once per text (binarized Naive Bayes);
+                                 # False: every occurrence counts
     cell_options: Optional[dict] = None  # the cell's own hyperparameters, as ModelConfig's; stored resolved
 
     def __post_init__(self) -> None:
