@@ -100,30 +100,35 @@ def test_word_dropout_reads_words_as_unk_in_training_only():
         ClassifierConfig(word_dropout=1.0)
 
 
-def _naive_bayes_oracle(train_seqs, train_labels, texts, classes, alpha=1.0):
+def _naive_bayes_oracle(train_seqs, train_labels, texts, classes, alpha=1.0, once=True):
     """Multinomial Naive Bayes by hand: dictionaries of word and (word, word) counts per class, no hashing;
-    log posteriors of ``texts``."""
+    log posteriors of ``texts``. ``once``: each distinct feature of a text counts once."""
+    def features(seq):
+        feats = seq + list(zip(seq, seq[1:]))
+        return list(dict.fromkeys(feats)) if once else feats
+
     counts = [dict() for _ in range(classes)]
     for seq, y in zip(train_seqs, train_labels):
-        for f in seq + list(zip(seq, seq[1:])):
+        for f in features(seq):
             counts[y][f] = counts[y].get(f, 0) + 1
     seen = set().union(*counts)
     totals = [sum(c.values()) + alpha * len(seen) for c in counts]
     prior = [math.log((train_labels.count(c) + alpha) / (len(train_labels) + alpha * classes)) for c in range(classes)]
     out = []
     for seq in texts:
-        feats = [f for f in seq + list(zip(seq, seq[1:])) if f in seen]
+        feats = [f for f in features(seq) if f in seen]
         out.append([prior[c] + sum(math.log((counts[c].get(f, 0) + alpha) / totals[c]) for f in feats)
                     for c in range(classes)])
     return torch.tensor(out, dtype=torch.float64).log_softmax(-1)
 
 
-def test_naive_bayes_part_matches_counting_by_hand_and_training_never_reads_it():
+@pytest.mark.parametrize("once", [True, False])
+def test_naive_bayes_part_matches_counting_by_hand_and_training_never_reads_it(once):
     g = torch.Generator().manual_seed(0)
     seqs = [torch.randint(2, 12, (int(n),), generator=g) for n in torch.randint(1, 9, (40,), generator=g)]
     labels = torch.randint(0, 3, (40,), generator=g)
     cfg = ClassifierConfig(vocab_size=12, num_classes=3, embed_size=6, hidden_size=5, bidirectional=True,
-                           pooling="mean", dropout=0.0, naive_bayes=1 << 12)
+                           pooling="mean", dropout=0.0, naive_bayes=1 << 12, naive_bayes_once=once)
     torch.manual_seed(0)
     model = SequenceClassifier(cfg)
     model.fit_naive_bayes(seqs, labels)
@@ -133,7 +138,7 @@ def test_naive_bayes_part_matches_counting_by_hand_and_training_never_reads_it()
     tokens, lengths = torch.zeros(3, 9, dtype=torch.int64), torch.tensor([len(t) for t in texts])
     for b, t in enumerate(texts):
         tokens[b, :len(t)] = torch.tensor(t)
-    expected = _naive_bayes_oracle([s.tolist() for s in seqs], labels.tolist(), texts, 3)
+    expected = _naive_bayes_oracle([s.tolist() for s in seqs], labels.tolist(), texts, 3, once=once)
     got = model.naive_bayes(tokens, lengths).double().log_softmax(-1)
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
     # unfitted blend (1, 0): the network alone; training reads only the network (no log-softmax either)

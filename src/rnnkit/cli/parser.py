@@ -331,6 +331,8 @@ def _classify(sub) -> None:
     add(g, M, ClassifierConfig, "--naive-bayes", "blend in a Naive Bayes over the words and the word pairs (hashed into "
         "N buckets), with weights fitted on the validation texts; 0: off", type=nonneg_int, metavar="N",
         default_text="the recipe's: buckets for twice the training texts' distinct word pairs")
+    add(g, M, ClassifierConfig, "--naive-bayes-once", "Naive Bayes counts each distinct word and pair once per text "
+        "(--no-naive-bayes-once: every occurrence)")
     add(g, M, ClassifierConfig, "--packed", "run through pack_padded_sequence (same results; slower on CPU)")
     _cell_option_flag(g)
     _training_flags(t.add_argument_group("training"), ClassifierTrainConfig, lm=False)

@@ -79,7 +79,8 @@ class SequenceClassifier(nn.Module):
 
     With ``naive_bayes = N`` the model also holds a multinomial Naive Bayes over the words and the pairs of
     adjacent words (a pair hashed into one of N buckets), as buffers: ``fit_naive_bayes`` counts it on the
-    training texts. Outside training the logits are the blend ``a · log_softmax(network) + b ·
+    training texts, each distinct word and pair once per text (``naive_bayes_once``, the default) or at
+    every occurrence. Outside training the logits are the blend ``a · log_softmax(network) + b ·
     log_softmax(naive Bayes)``, with ``blend = (a, b)``: (1, 0), the network alone, until it is fitted on
     held-out texts (training/classifier.py). Training never reads the Naive Bayes part.
     """
@@ -125,14 +126,20 @@ class SequenceClassifier(nn.Module):
         c = self.config
         return c.vocab_size + (tokens[:, :-1] * PAIR_HASH + tokens[:, 1:]) % c.naive_bayes
 
+    def naive_bayes_rows(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """The ``nb_table`` rows a text reads, (B, 2T-1): its words, then its word pairs; row 0 (all zeros)
+        for padding and, with ``naive_bayes_once``, for every repeat of a word or pair in the same text."""
+        valid = torch.arange(tokens.shape[1], device=tokens.device)[None] < lengths.to(tokens.device)[:, None]
+        rows = torch.cat([tokens.masked_fill(~valid, 0),
+                          self.naive_bayes_features(tokens).masked_fill(~valid[:, 1:], 0)], 1)
+        if self.config.naive_bayes_once:            # sorted, a repeat follows its first occurrence
+            rows = rows.sort(1).values
+            rows = torch.cat([rows[:, :1], rows[:, 1:].masked_fill(rows[:, 1:] == rows[:, :-1], 0)], 1)
+        return rows
+
     def naive_bayes(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """The Naive Bayes class scores log p(class) + Σ log p(feature | class) (centred), (B, C); every
-        occurrence of a word or pair counts."""
-        valid = (torch.arange(tokens.shape[1], device=tokens.device)[None] < lengths.to(tokens.device)[:, None])
-        valid = valid.to(self.nb_table.dtype)[..., None]            # (B, T, 1)
-        words = (F.embedding(tokens, self.nb_table) * valid).sum(1)
-        pairs = (F.embedding(self.naive_bayes_features(tokens), self.nb_table) * valid[:, 1:]).sum(1)
-        return self.nb_prior + words + pairs
+        """The Naive Bayes class scores log p(class) + Σ log p(feature | class) (centred), (B, C)."""
+        return self.nb_prior + F.embedding(self.naive_bayes_rows(tokens, lengths), self.nb_table).sum(1)
 
     @torch.no_grad()
     def fit_naive_bayes(self, seqs: list[torch.Tensor], labels: torch.Tensor, alpha: float = 1.0) -> None:
@@ -147,7 +154,8 @@ class SequenceClassifier(nn.Module):
             feats = []
             for seq, label in zip(seqs[start:start + 1024], labels[start:start + 1024].tolist()):
                 seq = seq.to(torch.int64)[None]
-                feats.append(torch.cat([seq[0], self.naive_bayes_features(seq)[0]]) * classes + label)
+                read = torch.cat([seq[0], self.naive_bayes_features(seq)[0]])
+                feats.append((read.unique() if c.naive_bayes_once else read) * classes + label)
             counts += torch.bincount(torch.cat(feats), minlength=rows * classes).to(torch.float64)
         counts = counts.view(rows, classes)
         counts[0] = 0.0                                             # <pad> is no word
