@@ -153,12 +153,11 @@ class SequenceClassifier(nn.Module):
         for start in range(0, len(seqs), 1024):                     # a thousand texts per bincount
             feats = []
             for seq, label in zip(seqs[start:start + 1024], labels[start:start + 1024].tolist()):
-                seq = seq.to(torch.int64)[None]
-                read = torch.cat([seq[0], self.naive_bayes_features(seq)[0]])
-                feats.append((read.unique() if c.naive_bayes_once else read) * classes + label)
+                read = self.naive_bayes_rows(seq.to(torch.int64)[None], torch.tensor([len(seq)]))[0]
+                feats.append(read * classes + label)                # the rows the text reads when classified
             counts += torch.bincount(torch.cat(feats), minlength=rows * classes).to(torch.float64)
         counts = counts.view(rows, classes)
-        counts[0] = 0.0                                             # <pad> is no word
+        counts[0] = 0.0                         # row 0 (<pad>, and a repeat the text reads as no feature)
         seen = counts.sum(1) > 0
         log_p = (counts + alpha).log() - (counts.sum(0) + alpha * seen.sum()).log()
         log_p = torch.where(seen[:, None], log_p - log_p.mean(1, keepdim=True), 0.0)

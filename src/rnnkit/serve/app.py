@@ -59,7 +59,7 @@ class Model:
             model = self.loaded.model
             out.update(labels=self.loaded.labels, vocab_size=len(self.loaded.vocab),
                        bidirectional=m.get("bidirectional"), pooling=m.get("pooling"),
-                       naive_bayes=m.get("naive_bayes", 0))
+                       naive_bayes=model.config.naive_bayes)
             if model.config.naive_bayes:                # logits = a·log_softmax(network) + b·log_softmax(NB)
                 out["blend"] = {"network": round(float(model.blend[0]), 6),
                                 "naive_bayes": round(float(model.blend[1]), 6)}
