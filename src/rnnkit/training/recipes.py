@@ -50,7 +50,6 @@ MAX_PARAMS_PER_CHAR = 4.0              # no more parameters than this per traini
 DROPOUT = ((3.0, 0.0), (8.0, 0.1), (12.0, 0.2), (24.0, 0.3), (math.inf, 0.4))   # passes below N -> dropout
 LARGE_ALPHABET = 1000                  # symbols; above this the learning rate is lower ...
 LARGE_ALPHABET_LR = ((1000, 2e-3), (math.inf, 1e-3))   # ... by the steps: below N steps -> lr
-LOOP_SHARE = 0.85                      # the training loop's chars/s against the bare step the probe times
 
 # Cost model (probe off): chars/s = COST_K * (multiply-adds per character) ** -COST_ALPHA, fitted to
 # probed 2-layer GRUs 256-768 wide at batches of 64x50, 2 threads, on the 2-core AMD EPYC of
@@ -204,8 +203,8 @@ def choose_lm(model: ModelConfig, train: TrainConfig, auto: Iterable[str], *, tr
         else:
             source = "cost model"
             r = modelled_rate(model.cell, layers, width, embed, vocab)
-        rates[str(width)] = round(r, 1)
-        return r * LOOP_SHARE
+        rates[str(width)] = round(r, 1)     # the training loop runs at the probe's rate (median 0.99x over 11
+        return r                            # 10-minute runs, 0.79-1.17x: docs/benchmarks.md, "Recipes")
 
     def steps_in_time(width: int) -> float:
         return rate(width) * train.time_budget / per_step
