@@ -98,6 +98,8 @@ class TrainConfig:
     warmup_steps: int = 50              # linear warm-up steps (cosine, linear, plateau)
     min_lr_ratio: float = 0.05          # final learning rate as a fraction of lr (cosine, linear)
     clip: float = 1.0                   # global gradient-norm clip; 0 disables
+    ema: float = 8.0                    # evaluate and save a moving average of the weights that spans about the
+                                        # last 1/(EMA+1) of the steps (power-function profile); 0 disables
     steps: Optional[int] = None         # budget in optimizer steps
     epochs: Optional[float] = None      # budget in passes over the training text
     time_budget: Optional[float] = None # budget in seconds of training (evaluation time not counted)
@@ -132,6 +134,8 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be >= 0, got {value}")
         if not 0.0 <= self.min_lr_ratio <= 1.0:
             raise ConfigError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+        if not (math.isfinite(self.ema) and self.ema >= 0):
+            raise ConfigError(f"ema must be a number >= 0 (0 disables the weight average), got {self.ema}")
         if not 0.0 <= self.beta2 < 1.0:
             raise ConfigError(f"beta2 must be in [0, 1), got {self.beta2}")
         if self.steps is not None:
@@ -363,6 +367,7 @@ class ClassifierTrainConfig(TrainConfig):
     """TrainConfig with the classifier's defaults (the IMDb configuration in docs/classify.md)."""
     lr: Optional[float] = 3e-3          # peak learning rate
     beta2: float = 0.999                # Adam's second-moment decay (torch's default; not measured against 0.99)
+    ema: float = 0.0                    # no weight average (not measured for classifiers)
     warmup_steps: int = 100             # linear warm-up steps (cosine, linear); at most a tenth of a step budget
     eval_every_s: Optional[float] = None  # None with eval_every None: validate at the end of every epoch
     patience: Optional[int] = None      # stop after this many epochs without a better validation accuracy

@@ -52,6 +52,7 @@ TRAIN_FLAGS = {
     "--warmup-steps": small_int(0, 10**6),
     "--min-lr-ratio": number(0, 1),
     "--clip": number(0, 10),
+    "--ema": number(0, 10),
     "--epochs": number(1e-3, 1e6),
     "--time-budget": st.sampled_from(["1s", "90", "1m", "1h30m", "2.5m", "0.5"]),
     "--eval-every": st.sampled_from(["1", "2", "1s", "5m"]),

@@ -38,14 +38,24 @@ def test_train_writes_a_complete_run(tiny_corpus, tmp_path):
     assert summary["step"] == 12 and summary["val_chars"] > 0
 
 
-def test_saved_model_gives_identical_logits(tiny_corpus, tmp_path):
+@pytest.mark.parametrize("ema", [8.0, 0.0])
+def test_saved_model_gives_identical_logits(tiny_corpus, tmp_path, ema):
+    """The weights file holds the weight average (what validation scored), or the raw weights with --ema 0."""
     out = tmp_path / "run"
-    train(DataConfig(path=str(tiny_corpus)), SMALL, _cfg(steps=4), out, quiet=True)
+    train(DataConfig(path=str(tiny_corpus)), SMALL, _cfg(steps=4, ema=ema), out, quiet=True)
     lm = load(out, weights="last")
-    state = ckpt.load_state(out / ckpt.STATE)["model"]
+    state = ckpt.load_state(out / ckpt.STATE)
     from rnnkit.nn.models import CharLM
     ref = CharLM(lm.model.config).eval()
-    ref.load_state_dict(state)
+    ref.load_state_dict(state["model"])
+    if ema:
+        assert state["average"]["gamma"] == ema
+        assert not all(torch.equal(a, b) for a, b in zip(ref.parameters(), lm.model.parameters()))
+        with torch.no_grad():
+            for p, a in zip(ref.parameters(), state["average"]["avg"]):
+                p.copy_(a)
+    else:
+        assert "average" not in state
     x = torch.randint(0, len(lm.vocab), (2, 30))
     assert torch.equal(lm.model(x)[0], ref(x)[0])
 
@@ -58,6 +68,8 @@ def test_resume_reproduces_the_uninterrupted_losses(tiny_corpus, tmp_path, batch
     assert paused["paused"] and paused["step"] == 6
     resume(tmp_path / "split", quiet=True)
     assert _losses(tmp_path / "split") == _losses(tmp_path / "full")
+    full, split = (ckpt.load_weights(tmp_path / d / ckpt.WEIGHTS, torch.device("cpu")) for d in ("full", "split"))
+    assert full.keys() == split.keys() and all(torch.equal(full[k], split[k]) for k in full)   # the average too
     a = ckpt.load_weights(tmp_path / "full" / ckpt.WEIGHTS)
     b = ckpt.load_weights(tmp_path / "split" / ckpt.WEIGHTS)
     assert all(torch.equal(a[k], b[k]) for k in a)

@@ -9,7 +9,9 @@ import pytest
 from rnnkit import checkpoint as ckpt
 from rnnkit.config import DataConfig, ModelConfig, TrainConfig
 from rnnkit.training.lm import train
-from rnnkit.training.trainer import lr_factor
+import torch
+
+from rnnkit.training.trainer import WeightAverage, lr_factor
 
 
 def _cfg(**kw) -> TrainConfig:
@@ -48,3 +50,24 @@ def test_a_run_with_the_linear_schedule_logs_its_learning_rates(tiny_corpus, tmp
     logged = [(r["step"], r["lr"]) for r in ckpt.read_metrics(tmp_path / "run")]
     # the lr of step s (counted from 0) is set before it, at s/40 of the budget: the record of step 10 shows step 9's
     assert logged == [(s, pytest.approx(1e-2 * (1 - (s - 1) / 40))) for s in (10, 20, 30, 40)]
+
+
+@pytest.mark.parametrize("gamma", [1.0, 4.0, 7.5])
+def test_weight_average_weighs_steps_by_the_power_function(gamma):
+    """After T steps the average is sum_t ((t/T)^(g+1) - ((t-1)/T)^(g+1)) * theta_t: weights that grow as
+    t^g, sum to 1, and do not depend on when the average is read (the brute-force sum below)."""
+    torch.manual_seed(0)
+    param = torch.nn.Parameter(torch.zeros(3, 4, dtype=torch.float64))
+    avg = WeightAverage([param], gamma)
+    seen = []
+    for t in range(1, 41):
+        with torch.no_grad():
+            param.copy_(torch.randn(3, 4, dtype=torch.float64))
+        seen.append(param.detach().clone())
+        avg.update(t)
+        T, g = t, gamma + 1
+        expected = sum(((s / T) ** g - ((s - 1) / T) ** g) * theta for s, theta in enumerate(seen, 1))
+        torch.testing.assert_close(avg.avg[0], expected, rtol=1e-10, atol=1e-12)
+    with avg.applied():                                  # the average in place of the parameters, then back
+        torch.testing.assert_close(param.detach(), avg.avg[0], rtol=0, atol=0)
+    torch.testing.assert_close(param.detach(), seen[-1], rtol=0, atol=0)

@@ -155,6 +155,8 @@ def _training_flags(g, cls: type, *, lm: bool) -> None:
     add(g, T, cls, "--warmup-steps", "linear warm-up (cosine, linear, plateau)", type=nonneg_int)
     add(g, T, cls, "--min-lr-ratio", "final lr / peak lr for cosine and linear", type=number(0, 1))
     add(g, T, cls, "--clip", "global gradient-norm clip; 0 disables", type=number(0))
+    add(g, T, cls, "--ema", "evaluate and save a moving average of the weights over about the last 1/(EMA+1) "
+        "of the steps; 0 disables", type=number(0))
     add(g, T, cls, "--steps", "budget: optimizer steps", type=positive_int)
     add(g, T, cls, "--epochs", "budget: passes over the training " + ("text" if lm else "texts"),
         type=number(0, low_open=True), default_text=None if lm else

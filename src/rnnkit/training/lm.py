@@ -128,7 +128,8 @@ class LMJob:
             f"{model.num_parameters():,} parameters on {device}, {cfg.precision}",
             f"training: {cfg.batching} batches {cfg.batch_size}x{cfg.seq_len}"
             f"{f' over {world.size} processes' if world.size > 1 else ''}, {cfg.optimizer} lr {cfg.lr:g} "
-            f"({cfg.schedule}), clip {cfg.clip:g}; budget {budget}; run directory {run_dir}"]
+            f"({cfg.schedule}), clip {cfg.clip:g}{f', weight average (ema {cfg.ema:g})' if cfg.ema else ''}; "
+            f"budget {budget}; run directory {run_dir}"]
         if recipe is not None and recipe.auto:
             describe_lines.insert(0, recipe.line())
         record = {"model": to_dict(model_cfg), "data": to_dict(self.data), "vocab": data.vocab.to_dict()}

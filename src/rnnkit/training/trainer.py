@@ -9,6 +9,7 @@ writing process of a ``World`` touches the run directory; the others wait at its
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import signal
@@ -169,6 +170,45 @@ def compiled(model: torch.nn.Module) -> Callable:
     return forward
 
 
+class WeightAverage:
+    """A moving average of the parameters with a power-function profile (Karras et al. 2024, "Analyzing and
+    improving the training dynamics of diffusion models"): after step t, ``avg <- b*avg + (1-b)*theta`` with
+    ``b = (1 - 1/t) ** (gamma + 1)``, which weighs about the last ``1/(gamma + 1)`` of the steps taken so far,
+    whatever the budget. Training goes on from the raw parameters; ``applied()`` puts the average in their
+    place for an evaluation or a saved copy of the weights."""
+
+    def __init__(self, params: list[torch.Tensor], gamma: float):
+        self.params, self.gamma = params, gamma
+        self.avg = [p.detach().clone() for p in params]
+
+    @torch.no_grad()
+    def update(self, step: int) -> None:
+        """Fold in the parameters after ``step`` steps (1 for the first: the average becomes them)."""
+        b = (1.0 - 1.0 / step) ** (self.gamma + 1.0) if step > 1 else 0.0
+        torch._foreach_lerp_(self.avg, [p.detach() for p in self.params], 1.0 - b)
+
+    @contextmanager
+    def applied(self):
+        raw = [p.detach().clone() for p in self.params]
+        with torch.no_grad():
+            for p, a in zip(self.params, self.avg):
+                p.copy_(a)
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for p, r in zip(self.params, raw):
+                    p.copy_(r)
+
+    def state_dict(self) -> dict:
+        return {"gamma": self.gamma, "avg": [a.cpu() for a in self.avg]}
+
+    def load_state_dict(self, state: dict) -> None:
+        with torch.no_grad():
+            for a, s in zip(self.avg, state["avg"]):
+                a.copy_(s)
+
+
 # ----------------------------------------------------------------------------- counters and cadence
 
 @dataclass
@@ -295,6 +335,9 @@ class Trainer:
         if self.cfg.tensorboard and self.world.is_writer:
             event_writer()                                   # fails here, before a run directory is made
         self._saved_step: Optional[int] = None          # the step of the checkpoint last written by this Trainer
+        gamma = getattr(self.cfg, "ema", 0.0)
+        self.average = (WeightAverage([p for p in self.model.parameters() if p.requires_grad], gamma)
+                        if gamma else None)
 
     # ------------------------------------------------------------------ state
 
@@ -306,6 +349,7 @@ class Trainer:
             "progress": self.progress.to_dict(),
             "batches": self.batches.state_dict(),
             "task": self.task.state_dict(),
+            **({"average": self.average.state_dict()} if self.average is not None else {}),
             "rng": {"torch": torch.get_rng_state(),
                     "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
                     **({"ranks": self.world.gather(torch.get_rng_state())} if self.world.size > 1 else {})},
@@ -319,6 +363,11 @@ class Trainer:
         self.progress = Progress.from_dict(state["progress"])
         self.batches.load_state_dict(state["batches"])
         self.task.load_state_dict(state["task"])
+        if self.average is not None:
+            if state.get("average"):
+                self.average.load_state_dict(state["average"])
+            else:                                    # a run that started without one goes on without one
+                self.average = None
         ranks = state["rng"].get("ranks")            # every process's, saved by a distributed run
         torch.set_rng_state(ranks[self.world.rank] if ranks and len(ranks) == self.world.size
                             else state["rng"]["torch"])
@@ -329,15 +378,20 @@ class Trainer:
         state = self.state_dict()                   # every process: a distributed run gathers its parts here
         if self.world.is_writer:
             meta = {"step": self.progress.step, **({"metrics": metrics} if metrics else {})}
-            weights = self.model.state_dict()
-            ckpt.save_weights(self.run_dir / ckpt.WEIGHTS, weights, meta)
-            if best:
-                ckpt.save_weights(self.run_dir / ckpt.BEST, weights, meta)
+            with self._evaluated():             # the weights files hold what was evaluated
+                weights = self.model.state_dict()
+                ckpt.save_weights(self.run_dir / ckpt.WEIGHTS, weights, meta)
+                if best:
+                    ckpt.save_weights(self.run_dir / ckpt.BEST, weights, meta)
             # state.pt last: it is the commit point. A kill before it leaves the previous state, from which the
             # resumed run redoes these steps and rewrites the weights (and best) exactly as they are now.
             ckpt.save_state(self.run_dir / ckpt.STATE, state)
         self.world.barrier()
         self._saved_step = self.progress.step
+
+    def _evaluated(self):
+        """The weights that evaluations score and the weights files hold: the average when there is one."""
+        return self.average.applied() if self.average is not None else contextlib.nullcontext()
 
     # ------------------------------------------------------------------ budget and schedule
 
@@ -409,6 +463,8 @@ class Trainer:
         p = self.progress
         window.add(loss)
         p.step += 1
+        if self.average is not None:
+            self.average.update(p.step)
         p.units += self.task.units(batch) * self.world.size
         if self.device.type == "cuda" and p.step % SYNC_EVERY == 0:
             torch.cuda.synchronize()            # so that train_time measures the GPU's work, not its queue
@@ -442,7 +498,8 @@ class Trainer:
             return None                         # _check_finite stops the run at its next call
         t0 = time.perf_counter()
         p = self.progress
-        metrics = self.task.evaluate(self.model)
+        with self._evaluated():
+            metrics = self.task.evaluate(self.model)
         val = metrics["val_loss"]
         if not math.isfinite(val):   # the weights are already broken: do not save them over a good checkpoint
             raise TrainingStopped(
