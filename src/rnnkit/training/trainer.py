@@ -185,20 +185,18 @@ class WeightAverage:
     def update(self, step: int) -> None:
         """Fold in the parameters after ``step`` steps (1 for the first: the average becomes them)."""
         b = (1.0 - 1.0 / step) ** (self.gamma + 1.0) if step > 1 else 0.0
-        torch._foreach_lerp_(self.avg, [p.detach() for p in self.params], 1.0 - b)
+        torch._foreach_lerp_(self.avg, self.params, 1.0 - b)
 
     @contextmanager
     def applied(self):
-        raw = [p.detach().clone() for p in self.params]
         with torch.no_grad():
-            for p, a in zip(self.params, self.avg):
-                p.copy_(a)
+            raw = [p.clone() for p in self.params]
+            torch._foreach_copy_(self.params, self.avg)
         try:
             yield
         finally:
             with torch.no_grad():
-                for p, r in zip(self.params, raw):
-                    p.copy_(r)
+                torch._foreach_copy_(self.params, raw)
 
     def state_dict(self) -> dict:
         return {"gamma": self.gamma, "avg": [a.cpu() for a in self.avg]}
@@ -335,9 +333,8 @@ class Trainer:
         if self.cfg.tensorboard and self.world.is_writer:
             event_writer()                                   # fails here, before a run directory is made
         self._saved_step: Optional[int] = None          # the step of the checkpoint last written by this Trainer
-        gamma = getattr(self.cfg, "ema", 0.0)
-        self.average = (WeightAverage([p for p in self.model.parameters() if p.requires_grad], gamma)
-                        if gamma else None)
+        self.average = (WeightAverage([p for p in self.model.parameters() if p.requires_grad], self.cfg.ema)
+                        if self.cfg.ema else None)
 
     # ------------------------------------------------------------------ state
 
