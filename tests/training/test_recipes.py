@@ -103,6 +103,23 @@ def test_the_probe_times_real_steps_and_leaves_the_random_state_alone():
     assert rate > 0 and torch.equal(torch.random.get_rng_state(), before)
 
 
+def test_the_probe_times_the_precision_training_will_use(monkeypatch):
+    real, seen = recipes.probed_rate, []
+
+    def probed_rate(cfg, batch, seq, device, *, precision="fp32", **_):
+        seen.append(precision)
+        return 30_000.0 * (256 / cfg.hidden_size) ** 2
+
+    monkeypatch.setattr(recipes, "probed_rate", probed_rate)
+    for precision in ("fp32", "bf16"):
+        seen.clear()
+        choose_lm(MODEL, TrainConfig(time_budget=600, precision=precision), LM_FIELDS, train_chars=10**6, device=CPU)
+        assert seen and set(seen) == {precision}
+    rate = {p: real(ModelConfig(vocab_size=20, hidden_size=16, embed_size=8), 4, 10, CPU, steps=1,
+                                   min_time=0.0, warmup=1, precision=p) for p in ("fp32", "bf16")}
+    assert all(r > 0 for r in rate.values())
+
+
 def test_cli_prints_and_records_the_recipe_and_resume_keeps_it(tiny_corpus, tmp_path, capsys):
     out = tmp_path / "run"
     argv = ["train", str(tiny_corpus), "--steps", "4", "--eval-every", "2", "--batch-size", "4", "--seq-len", "16",

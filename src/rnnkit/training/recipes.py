@@ -33,6 +33,7 @@ import torch.nn.functional as F
 
 from ..config import ClassifierConfig, ModelConfig, TextDataConfig, TrainConfig
 from ..nn import registry
+from ..nn.device import autocast
 from ..nn.models import CharLM
 
 LM_MODEL_FIELDS = ("hidden_size", "num_layers", "embed_size", "dropout")
@@ -115,11 +116,11 @@ def modelled_rate(cell: str, layers: int, width: int, embed: int, vocab: int) ->
 
 
 def probed_rate(model_cfg: ModelConfig, batch: int, seq: int, device: torch.device, *, steps: int = 3,
-                min_time: float = 0.3, warmup: int = 2) -> float:
+                min_time: float = 0.3, warmup: int = 2, precision: str = "fp32") -> float:
     """Characters per second of full training steps (forward, backward, clipping, Adam) of this model on
-    random text: ``warmup`` steps (kernels chosen, memory allocated), then the median of at least ``steps``
-    timed ones lasting ``min_time`` seconds together (at most 4x ``steps``). Leaves torch's random state as
-    it found it."""
+    random text, in the ``precision`` training will use: ``warmup`` steps (kernels chosen, memory
+    allocated), then the median of at least ``steps`` timed ones lasting ``min_time`` seconds together (at
+    most 4x ``steps``). Leaves torch's random state as it found it."""
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(0)
         model = CharLM(model_cfg).to(device)
@@ -131,8 +132,9 @@ def probed_rate(model_cfg: ModelConfig, batch: int, seq: int, device: torch.devi
         i = 0
         while len(times) < steps or (sum(times) < min_time and len(times) < 4 * steps):
             t = time.perf_counter()
-            logits, _ = model(x)
-            loss = F.cross_entropy(logits.reshape(-1, v), y.reshape(-1))
+            with autocast(device, precision):
+                logits, _ = model(x)
+                loss = F.cross_entropy(logits.reshape(-1, v), y.reshape(-1))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -198,7 +200,8 @@ def choose_lm(model: ModelConfig, train: TrainConfig, auto: Iterable[str], *, tr
         if train.recipe_probe:
             source = "probe"
             t0 = time.perf_counter()
-            r = probed_rate(dataclasses.replace(base, hidden_size=width, dropout=0.0), batch, seq, device)
+            r = probed_rate(dataclasses.replace(base, hidden_size=width, dropout=0.0), batch, seq, device,
+                            precision=train.precision)
             probe_s += time.perf_counter() - t0
         else:
             source = "cost model"
