@@ -115,9 +115,9 @@ def test_the_probe_times_the_precision_training_will_use(monkeypatch):
         seen.clear()
         choose_lm(MODEL, TrainConfig(time_budget=600, precision=precision), LM_FIELDS, train_chars=10**6, device=CPU)
         assert seen and set(seen) == {precision}
-    rate = {p: real(ModelConfig(vocab_size=20, hidden_size=16, embed_size=8), 4, 10, CPU, steps=1,
-                                   min_time=0.0, warmup=1, precision=p) for p in ("fp32", "bf16")}
-    assert all(r > 0 for r in rate.values())
+    tiny = ModelConfig(vocab_size=20, hidden_size=16, embed_size=8)
+    for precision in ("fp32", "bf16"):                  # the real probe runs in either
+        assert real(tiny, 4, 10, CPU, steps=1, min_time=0.0, warmup=1, precision=precision) > 0
 
 
 def test_cli_prints_and_records_the_recipe_and_resume_keeps_it(tiny_corpus, tmp_path, capsys):
