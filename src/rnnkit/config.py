@@ -87,10 +87,11 @@ class TrainConfig:
     batch_size: int = 64                # parallel sequences per step
     seq_len: int = 50                   # characters per sequence (truncated-BPTT length; in equal time 50 beat
                                         # 25 and 200, and beat or tied 100)
-    optimizer: str = "adam"             # sgd | adam | adamw
+    optimizer: str = "adamw"            # sgd | adam | adamw (Adam with decoupled weight decay; with none, Adam)
     lr: Optional[float] = None          # peak learning rate; None: 5e-3 (the LSTM gains most from 5e-3 over
                                         # 3e-3), or 1e-3 for alphabets of over 1,000 symbols (Chinese text)
-    weight_decay: float = 0.0           # L2 (sgd, adam) or decoupled (adamw) weight decay
+    weight_decay: float = 0.0           # L2 (sgd, adam) or decoupled (adamw) weight decay (the LM recipe: 0.1
+                                        # from 3 passes over the text, training/recipes.py)
     beta2: float = 0.99                 # Adam's second-moment decay (betas 0.9, beta2): 0.99 never lost to
                                         # torch's 0.999 for the char LM (docs/benchmarks.md, "Recipes")
     momentum: float = 0.0               # SGD momentum
@@ -365,6 +366,7 @@ class TextDataConfig:
 @dataclass(frozen=True)
 class ClassifierTrainConfig(TrainConfig):
     """TrainConfig with the classifier's defaults (the IMDb configuration in docs/classify.md)."""
+    optimizer: str = "adam"             # no weight decay (AdamW 0.01 was no better on sentences: docs/benchmarks.md)
     lr: Optional[float] = 3e-3          # peak learning rate
     beta2: float = 0.999                # Adam's second-moment decay (torch's default; not measured against 0.99)
     ema: float = 0.0                    # no weight average (not measured for classifiers)

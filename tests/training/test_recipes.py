@@ -40,6 +40,41 @@ def test_a_longer_budget_never_chooses_a_narrower_model_and_a_smaller_corpus_mor
     assert drops == sorted(drops) and drops[0] == 0.0 and drops[-1] == recipes.DROPOUT[-1][1]
 
 
+def test_weight_decay_follows_the_passes_and_is_adamws_only():
+    _, train, recipe = _lm(600)                              # a 2x512 GRU: about 5 passes over 1 M chars
+    assert train.optimizer == "adamw" and train.weight_decay == 0.1 == recipe.chosen["weight_decay"]
+    assert "weight decay 0.1" in recipe.reason
+    _, train, recipe = _lm(None, steps=100)                  # 0.3 passes: nothing to regularise
+    assert train.weight_decay == 0.0 and recipe.chosen["dropout"] == 0.0
+    decays = [_lm(None, steps=s)[1].weight_decay for s in (100, 900, 1000, 5000)]    # 0.3 ... 16 passes
+    assert decays == [0.0, 0.0, 0.1, 0.1]
+    # with Adam or SGD a decay would be L2 through the gradient, which the rule was not measured for
+    for opt in ("adam", "sgd"):
+        _, train, recipe = _lm(600, optimizer=opt, lr=0.01)
+        assert train.weight_decay == 0.0 and f"with {opt}" in recipe.reason
+    # a decay the user gives is kept, and a TrainConfig given whole keeps its own
+    _, train, recipe = _lm(600, auto=tuple(f for f in LM_FIELDS if f != "weight_decay"), weight_decay=0.01)
+    assert train.weight_decay == 0.01 and "weight_decay" not in recipe.chosen and "given: weight_decay" in recipe.reason
+
+
+def test_adamw_without_decay_is_adam():
+    """The default optimizer is AdamW; with no decay (a TrainConfig given whole, old runs) it is Adam."""
+    from rnnkit.training.trainer import make_optimizer
+    torch.manual_seed(0)
+    a = torch.nn.GRU(3, 5)
+    b = torch.nn.GRU(3, 5)
+    b.load_state_dict(a.state_dict())
+    x = torch.randn(7, 2, 3)
+    opts = [make_optimizer(m.parameters(), TrainConfig(lr=1e-2, optimizer=o)) for m, o in ((a, "adam"), (b, "adamw"))]
+    for _ in range(3):
+        for m, opt in zip((a, b), opts):
+            opt.zero_grad()
+            m(x)[0].square().sum().backward()
+            opt.step()
+    for p, q in zip(a.parameters(), b.parameters()):
+        assert torch.equal(p, q)
+
+
 def test_a_small_corpus_caps_the_width():
     model, _, recipe = _lm(3600, chars=300_000)            # an hour would take 768 wide; 384 is over the cap
     assert recipes.num_parameters(model) <= recipes.MAX_PARAMS_PER_CHAR * 300_000
@@ -132,6 +167,7 @@ def test_cli_prints_and_records_the_recipe_and_resume_keeps_it(tiny_corpus, tmp_
     assert set(recipe["auto"]) == set(LM_FIELDS) - {"batch_size", "seq_len"}
     assert recipe["reason"] in line and run["model"]["dropout"] == recipe["chosen"]["dropout"]
     assert run["model"]["hidden_size"] == recipes.BASE_WIDTH and run["train"]["lr"] == recipe["chosen"]["lr"]
+    assert run["train"]["weight_decay"] == recipe["chosen"]["weight_decay"]
     assert main(["train", "--resume", str(out), "--steps", "6", "--quiet"]) == 0
     err = capsys.readouterr().err
     assert "recipe: " not in err
@@ -149,7 +185,7 @@ def test_cli_flags_and_toml_values_are_never_overridden(tiny_corpus, tmp_path):
     run = json.loads((out / "run.json").read_text())
     m, t = run["model"], run["train"]
     assert (m["hidden_size"], m["num_layers"], m["embed_size"], m["dropout"], t["lr"]) == (12, 1, 4, 0.15, 0.01)
-    assert set(run["recipe"]["auto"]) == {"batch_size", "seq_len"} and t["recipe_probe"] is False
+    assert set(run["recipe"]["auto"]) == {"weight_decay", "batch_size", "seq_len"} and t["recipe_probe"] is False
 
 
 # ----------------------------------------------------------------------------- classifiers

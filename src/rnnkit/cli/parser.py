@@ -148,7 +148,8 @@ def _training_flags(g, cls: type, *, lm: bool) -> None:
                   f"{default_lr(LARGE_ALPHABET + 1):g} for alphabets of over {LARGE_ALPHABET:,} symbols "
                   f"({default_lr(LARGE_ALPHABET + 1, steps=1):g} for runs of under 1,000 steps)") if lm else None
     add(g, T, cls, "--lr", "peak learning rate", type=number(0, low_open=True), default_text=lr_default)
-    add(g, T, cls, "--weight-decay", "L2 (sgd, adam) or decoupled (adamw)", type=number(0))
+    wd_default = "the recipe's: 0.1 from 3 passes over the training text (adamw), else 0" if lm else None
+    add(g, T, cls, "--weight-decay", "L2 (sgd, adam) or decoupled (adamw)", type=number(0), default_text=wd_default)
     add(g, T, cls, "--beta2", "Adam's second-moment decay (betas 0.9, BETA2)", type=number(0, 1, high_open=True))
     add(g, T, cls, "--momentum", "SGD momentum", type=number(0))
     add(g, T, cls, "--schedule", "learning-rate schedule", choices=SCHEDULES)

@@ -128,7 +128,8 @@ class LMJob:
             f"{model.num_parameters():,} parameters on {device}, {cfg.precision}",
             f"training: {cfg.batching} batches {cfg.batch_size}x{cfg.seq_len}"
             f"{f' over {world.size} processes' if world.size > 1 else ''}, {cfg.optimizer} lr {cfg.lr:g} "
-            f"({cfg.schedule}), clip {cfg.clip:g}{f', weight average (ema {cfg.ema:g})' if cfg.ema else ''}; "
+            f"({cfg.schedule}){f', weight decay {cfg.weight_decay:g}' if cfg.weight_decay else ''}, "
+            f"clip {cfg.clip:g}{f', weight average (ema {cfg.ema:g})' if cfg.ema else ''}; "
             f"budget {budget}; run directory {run_dir}"]
         if recipe is not None and recipe.auto:
             describe_lines.insert(0, recipe.line())
@@ -168,10 +169,10 @@ def train(data: DataConfig, model: Optional[ModelConfig], train: Optional[TrainC
     """Train a new character language model in ``out``; returns the final summary.
 
     ``auto`` names the fields (of ``recipes.LM_FIELDS``: width, layers, embedding, dropout, learning rate,
-    batch and sequence length) that the recipe chooses from the budget, the data and this machine's speed
-    (``training/recipes.py``); by default those of a config given as None (``model=None``: the model's
-    size and dropout), and the learning rate when ``train.lr`` is None. The choice is printed and recorded
-    in run.json's ``recipe``. With no steps, epochs or time budget the budget is ``DEFAULT_TIME_BUDGET``
+    weight decay, batch and sequence length) that the recipe chooses from the budget, the data and this
+    machine's speed (``training/recipes.py``); by default those of a config given as None (``model=None``:
+    the model's size and dropout; ``train=None``: the learning rate and weight decay), and the learning rate
+    when ``train.lr`` is None. The choice is printed and recorded in run.json's ``recipe``. With no steps, epochs or time budget the budget is ``DEFAULT_TIME_BUDGET``
     seconds of training. ``pause_at`` saves a resumable checkpoint after that step and returns early
     (``resume`` goes on).
     """

@@ -9,6 +9,7 @@ and on how many passes over the training text those characters make (too many an
   budget (a wider model learns more per step, a narrower one takes more steps), and no wider than
   ``MAX_PARAMS_PER_CHAR`` parameters per training character;
 - dropout from the passes the chosen model will make over the training text (``DROPOUT``);
+- AdamW's weight decay from the same passes (``WEIGHT_DECAY``);
 - the learning rate from the alphabet, the width and, for large alphabets, the steps (``lr_for``).
 
 A step or epoch budget fixes the work, not the time, so the width stays ``BASE_WIDTH`` (blocks: ``BLOCK_BASE_WIDTH``) there and only the
@@ -37,7 +38,7 @@ from ..nn.device import autocast
 from ..nn.models import CharLM
 
 LM_MODEL_FIELDS = ("hidden_size", "num_layers", "embed_size", "dropout")
-LM_TRAIN_FIELDS = ("lr", "batch_size", "seq_len")
+LM_TRAIN_FIELDS = ("lr", "weight_decay", "batch_size", "seq_len")
 LM_FIELDS = LM_MODEL_FIELDS + LM_TRAIN_FIELDS
 
 WIDTHS = (256, 384, 512, 768, 1024)    # candidate state widths, smallest first
@@ -49,6 +50,8 @@ MAX_PARAMS_PER_CHAR = 4.0              # no more parameters than this per traini
                                        # Shakespeare a 2x768 GRU (5.5 per char) was no better than a 2x512
                                        # (2.5) at equal steps; The Mysterious Island's 480 K chars: 2x384 (3.4) led
 DROPOUT = ((3.0, 0.0), (8.0, 0.1), (12.0, 0.2), (24.0, 0.3), (math.inf, 0.4))   # passes below N -> dropout
+WEIGHT_DECAY = ((3.0, 0.0), (math.inf, 0.1))   # passes below N -> AdamW's decoupled weight decay (Tiny
+                                               # Shakespeare, 2x512 GRU, 5.7 passes: 0.1 gained 0.011 nats/char)
 LARGE_ALPHABET = 1000                  # symbols; above this the learning rate is lower ...
 LARGE_ALPHABET_LR = ((1000, 2e-3), (math.inf, 1e-3))   # ... by the steps: below N steps -> lr
 
@@ -171,6 +174,10 @@ def dropout_for(passes: float) -> float:
     return _below(DROPOUT, passes)
 
 
+def weight_decay_for(passes: float) -> float:
+    return _below(WEIGHT_DECAY, passes)
+
+
 def choose_lm(model: ModelConfig, train: TrainConfig, auto: Iterable[str], *, train_chars: int,
               device: torch.device) -> tuple[ModelConfig, TrainConfig, Recipe]:
     """Fill the fields named in ``auto`` (of ``LM_FIELDS``); the others keep the values given. ``model``
@@ -242,7 +249,7 @@ def choose_lm(model: ModelConfig, train: TrainConfig, auto: Iterable[str], *, tr
     else:
         width = model.hidden_size
         # the steps decide dropout, and the learning rate of a large alphabet
-        needs_steps = "dropout" in auto or ("lr" in auto and vocab > LARGE_ALPHABET)
+        needs_steps = "dropout" in auto or "weight_decay" in auto or ("lr" in auto and vocab > LARGE_ALPHABET)
         if fixed_steps is not None:
             steps = float(fixed_steps)
             if train.time_budget is not None and needs_steps:
@@ -260,9 +267,17 @@ def choose_lm(model: ModelConfig, train: TrainConfig, auto: Iterable[str], *, tr
         chosen["num_layers"] = layers
     if "embed_size" in auto:
         chosen["embed_size"] = embed
+    regularised = []
     if "dropout" in auto:
         chosen["dropout"] = dropout_for(passes)
-        notes.append(f"{passes:.1f} passes over {train_chars:,} training chars: dropout {chosen['dropout']:g}")
+        regularised.append(f"dropout {chosen['dropout']:g}")
+    if "weight_decay" in auto:
+        # the recipe's decay is AdamW's (decoupled); as L2 through Adam's or SGD's gradient it was not measured
+        chosen["weight_decay"] = weight_decay_for(passes) if train.optimizer == "adamw" else 0.0
+        regularised.append(f"weight decay {chosen['weight_decay']:g}" + (
+            "" if train.optimizer == "adamw" else f" (with {train.optimizer}: the recipe's is AdamW's)"))
+    if regularised:
+        notes.append(f"{passes:.1f} passes over {train_chars:,} training chars: {', '.join(regularised)}")
     if "lr" in auto:
         chosen["lr"] = lr_for(vocab, width, model.cell, steps)
         if vocab > LARGE_ALPHABET:
@@ -278,7 +293,8 @@ def choose_lm(model: ModelConfig, train: TrainConfig, auto: Iterable[str], *, tr
     train = dataclasses.replace(train, **{k: v for k, v in chosen.items() if k in LM_TRAIN_FIELDS})
     m = model
     what = (f"{m.num_layers}x{m.hidden_size} {m.cell}, embedding {m.embed_size}, dropout {m.dropout:g}, "
-            f"lr {train.lr:g}, batches {train.batch_size}x{train.seq_len}")
+            f"lr {train.lr:g}, {train.optimizer} weight decay {train.weight_decay:g}, "
+            f"batches {train.batch_size}x{train.seq_len}")
     given = [f for f in LM_FIELDS if f not in auto]
     reason = what + (f" ({'; '.join(notes)})" if notes else "") + (
         f"; given: {', '.join(given)}" if given and auto else "")
