@@ -146,8 +146,8 @@ def rnnkit_run(model: CharLM, data: torch.Tensor, val: torch.Tensor, precision: 
                steps: int, run_dir: Path, device: torch.device) -> float:
     """Seconds for ``steps`` Trainer steps after ``warmup`` untimed ones (a fresh Trainer each run)."""
     cfg = TrainConfig(batch_size=BATCH, seq_len=SEQ, optimizer="adam", lr=LR, precision=precision,
-                      steps=warmup + steps,
-                      eval_every=None, eval_every_s=None, eval_chars=SEQ * 2, device=device.type)
+                      steps=warmup + steps, eval_every=None, eval_every_s=None, eval_chars=SEQ * 2,
+                      device=device.type)
     batches = _Clocked(ConsecutiveBatches(data, BATCH, SEQ, seed=0), warmup, device)
     task = LMTask(val, device, precision, cfg.eval_chars)
     trainer = Trainer(model, task, batches, cfg, prepare_run_dir(run_dir, overwrite=True), device,

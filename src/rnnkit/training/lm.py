@@ -172,9 +172,9 @@ def train(data: DataConfig, model: Optional[ModelConfig], train: Optional[TrainC
     weight decay, batch and sequence length) that the recipe chooses from the budget, the data and this
     machine's speed (``training/recipes.py``); by default those of a config given as None (``model=None``:
     the model's size and dropout; ``train=None``: the learning rate and weight decay), and the learning rate
-    when ``train.lr`` is None. The choice is printed and recorded in run.json's ``recipe``. With no steps, epochs or time budget the budget is ``DEFAULT_TIME_BUDGET``
-    seconds of training. ``pause_at`` saves a resumable checkpoint after that step and returns early
-    (``resume`` goes on).
+    when ``train.lr`` is None. The choice is printed and recorded in run.json's ``recipe``. With no steps,
+    epochs or time budget the budget is ``DEFAULT_TIME_BUDGET`` seconds of training. ``pause_at`` saves a
+    resumable checkpoint after that step and returns early (``resume`` goes on).
     """
     if auto is None:
         auto = (recipes.LM_MODEL_FIELDS if model is None else ()) + (recipes.LM_TRAIN_FIELDS if train is None else ())

@@ -36,6 +36,7 @@ from ..config import ClassifierConfig, ModelConfig, TextDataConfig, TrainConfig
 from ..nn import registry
 from ..nn.device import autocast
 from ..nn.models import CharLM
+from .trainer import make_optimizer
 
 LM_MODEL_FIELDS = ("hidden_size", "num_layers", "embed_size", "dropout")
 LM_TRAIN_FIELDS = ("lr", "weight_decay", "batch_size", "seq_len")
@@ -120,14 +121,15 @@ def modelled_rate(cell: str, layers: int, width: int, embed: int, vocab: int) ->
 
 def probed_rate(model_cfg: ModelConfig, batch: int, seq: int, device: torch.device, *, steps: int = 3,
                 min_time: float = 0.3, warmup: int = 2, precision: str = "fp32") -> float:
-    """Characters per second of full training steps (forward, backward, clipping, Adam) of this model on
+    """Characters per second of full training steps (forward, backward, clipping, the trainer's optimizer
+    update: ``make_optimizer``) of this model on
     random text, in the ``precision`` training will use: ``warmup`` steps (kernels chosen, memory
     allocated), then the median of at least ``steps`` timed ones lasting ``min_time`` seconds together (at
     most 4x ``steps``). Leaves torch's random state as it found it."""
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(0)
         model = CharLM(model_cfg).to(device)
-        opt = torch.optim.Adam(model.parameters(), 1e-3)
+        opt = make_optimizer(model.parameters(), TrainConfig(lr=1e-3))
         v = model_cfg.vocab_size
         x = torch.randint(v, (batch, seq), device=device)
         y = torch.randint(v, (batch, seq), device=device)
@@ -273,9 +275,10 @@ def choose_lm(model: ModelConfig, train: TrainConfig, auto: Iterable[str], *, tr
         regularised.append(f"dropout {chosen['dropout']:g}")
     if "weight_decay" in auto:
         # the recipe's decay is AdamW's (decoupled); as L2 through Adam's or SGD's gradient it was not measured
-        chosen["weight_decay"] = weight_decay_for(passes) if train.optimizer == "adamw" else 0.0
-        regularised.append(f"weight decay {chosen['weight_decay']:g}" + (
-            "" if train.optimizer == "adamw" else f" (with {train.optimizer}: the recipe's is AdamW's)"))
+        decoupled = train.optimizer == "adamw"
+        chosen["weight_decay"] = weight_decay_for(passes) if decoupled else 0.0
+        regularised.append(f"weight decay {chosen['weight_decay']:g}"
+                           + ("" if decoupled else f" (with {train.optimizer}: the recipe's is AdamW's)"))
     if regularised:
         notes.append(f"{passes:.1f} passes over {train_chars:,} training chars: {', '.join(regularised)}")
     if "lr" in auto:
